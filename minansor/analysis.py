@@ -1,0 +1,199 @@
+"""Questions the search asks about a TensorIR program: what a block iterates over, what it
+reads, how its loops nest. Read-only helpers over a `tvm.s_tir.Schedule`; nothing here changes
+a schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.s_tir import Schedule
+from tvm.s_tir.schedule import SBlockRV
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+SPATIAL, REDUCTION = "S", "R"
+_ITER_KIND = {0: SPATIAL, 2: REDUCTION}
+
+# Calls that make a stage too costly to recompute at every use (Ansor's "expensive ops").
+_EXPENSIVE_CALLS = ("exp", "log", "sqrt", "rsqrt", "pow", "tanh", "sigmoid", "erf", "fmod")
+
+
+def walk(node) -> Iterator:
+    """Every statement below `node`, pre-order (TVM 0.27 has no Python statement visitor)."""
+    yield node
+    if isinstance(node, tirx.SeqStmt):
+        for child in node.seq:
+            yield from walk(child)
+    elif isinstance(node, SBlockRealize):
+        yield from walk(node.block)
+    elif isinstance(node, SBlock):
+        if node.init is not None:
+            yield from walk(node.init)
+        yield from walk(node.body)
+    elif isinstance(node, tirx.IfThenElse):
+        yield from walk(node.then_case)
+        if node.else_case is not None:
+            yield from walk(node.else_case)
+    elif hasattr(node, "body") and isinstance(node.body, tirx.Stmt):
+        yield from walk(node.body)
+
+
+def block_names(sch: Schedule) -> list[str]:
+    """Names of the leaf blocks of the function, in program order."""
+    root = sch.get_sblock("root")
+    return [sch.get(b).name_hint for b in sch.get_child_blocks(root)]
+
+
+def has_block(sch: Schedule, name: str) -> bool:
+    return name in block_names(sch)
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    """The iteration space of one block: kind ("S"/"R") and extent of each block iterator,
+    and the loop variables each iterator is bound to."""
+
+    name: str
+    iter_names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    extents: tuple[int, ...]
+    bound_loop_vars: tuple[frozenset[str], ...]
+
+    @property
+    def has_reduction(self) -> bool:
+        return REDUCTION in self.kinds
+
+    @property
+    def spatial_size(self) -> int:
+        return _product(e for k, e in zip(self.kinds, self.extents) if k == SPATIAL)
+
+    @property
+    def reduction_size(self) -> int:
+        return _product(e for k, e in zip(self.kinds, self.extents) if k == REDUCTION)
+
+
+def _product(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _realize(sch: Schedule, name: str) -> SBlockRealize:
+    for node in walk(sch.mod["main"].body):
+        if isinstance(node, SBlockRealize) and node.block.name_hint == name:
+            return node
+    raise KeyError(name)
+
+
+def block_info(sch: Schedule, name: str) -> BlockInfo:
+    realize = _realize(sch, name)
+    block = realize.block
+    kinds = []
+    for iv in block.iter_vars:
+        kind = _ITER_KIND.get(int(iv.iter_type))
+        if kind is None:
+            raise ValueError(f"block {name} has an iterator of unsupported kind {iv.iter_type}")
+        kinds.append(kind)
+    extents = tuple(int(iv.dom.extent) for iv in block.iter_vars)
+    bound = tuple(frozenset(v.name for v in tirx.analysis.undefined_vars(value))
+                  for value in realize.iter_values)
+    iter_names = tuple(iv.var.name for iv in block.iter_vars)
+    return BlockInfo(name, iter_names, tuple(kinds), extents, bound)
+
+
+def loop_kind(sch: Schedule, block: str, loop) -> str | None:
+    """"S" if the loop only drives spatial iterators of `block`, "R" if it drives a reduction
+    iterator, None if the block does not depend on it."""
+    info = block_info(sch, block)
+    var = sch.get(loop).loop_var.name
+    used = [k for k, vars_ in zip(info.kinds, info.bound_loop_vars) if var in vars_]
+    if not used:
+        return None
+    return REDUCTION if REDUCTION in used else SPATIAL
+
+
+def loop_extents(sch: Schedule, loops) -> list[int]:
+    return [int(sch.get(l).extent) for l in loops]
+
+
+def is_root_level(sch: Schedule, block: SBlockRV) -> bool:
+    """True when the block's outermost loop hangs directly under the function's root block."""
+    loops = sch.get_loops(block)
+    if not loops:
+        return True
+    parent = sch.get_sref(loops[0]).parent
+    return isinstance(parent.stmt, SBlock) and parent.stmt.name_hint == "root"
+
+
+def is_perfect_child(sch: Schedule, outer, inner) -> bool:
+    """True when loop `inner` is the whole body of loop `outer`."""
+    return sch.get(outer).body.same_as(sch.get(inner))
+
+
+def body_is_single_block(sch: Schedule, loop) -> bool:
+    return isinstance(sch.get(loop).body, SBlockRealize)
+
+
+def read_buffers(sch: Schedule, name: str) -> list[tuple[str, tuple[frozenset[str], ...]]]:
+    """(buffer name, block iterator names used by each index) for every buffer the block reads
+    that it does not also write."""
+    block = _realize(sch, name).block
+    written = {w.source.name for w in block.writes}
+    out = []
+    for region in block.reads:
+        if region.source.name in written:
+            continue
+        used = tuple(frozenset(v.name for v in tirx.analysis.undefined_vars(r.min)) for r in region.region)
+        out.append((region.source.name, used))
+    return out
+
+
+def written_buffers(sch: Schedule, name: str) -> list[str]:
+    return [w.source.name for w in _realize(sch, name).block.writes]
+
+
+def walk_expr(expr) -> Iterator:
+    """Every sub-expression of `expr`, pre-order."""
+    yield expr
+    for attr in ("a", "b", "value", "condition", "true_value", "false_value"):
+        sub = getattr(expr, attr, None)
+        if isinstance(sub, tvm.ir.Expr):
+            yield from walk_expr(sub)
+    for attr in ("args", "indices"):
+        for sub in getattr(expr, attr, None) or ():
+            if isinstance(sub, tvm.ir.Expr):
+                yield from walk_expr(sub)
+
+
+def _stored_exprs(sch: Schedule, name: str) -> Iterator:
+    block = _realize(sch, name).block
+    for node in walk(block.body):
+        if isinstance(node, tirx.BufferStore):
+            yield from walk_expr(node.value)
+
+
+def read_indices(sch: Schedule, name: str) -> list[tuple[str, list]]:
+    """(buffer name, index expressions) of every load in the block body."""
+    return [(e.source.name, list(e.indices)) for e in _stored_exprs(sch, name) if isinstance(e, tvm.ir.TensorLoad)]
+
+
+def block_calls(sch: Schedule, name: str) -> set[str]:
+    """Names of the intrinsic calls (if_then_else, exp, ...) in the block body."""
+    return {str(e.op.name).split(".")[-1] for e in _stored_exprs(sch, name) if isinstance(e, tvm.ir.Call)}
+
+
+def has_expensive_or_branching_op(sch: Schedule, name: str) -> bool:
+    calls = block_calls(sch, name)
+    return "if_then_else" in calls or any(c in calls for c in _EXPENSIVE_CALLS)
+
+
+def is_output_block(sch: Schedule, name: str) -> bool:
+    root = sch.get_sblock("root")
+    return name in {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
+
+
+def consumers(sch: Schedule, name: str) -> list[str]:
+    return [sch.get(b).name_hint for b in sch.get_consumers(sch.get_sblock(name))]

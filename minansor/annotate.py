@@ -1,0 +1,58 @@
+"""Random annotation: turn a sketch into a complete program by drawing every open decision.
+
+Tile sizes are uniform over all factorizations of the loop extent (innermost factor capped);
+compute locations, vectorize and unroll are uniform over their choices; the parallel knob
+follows Ansor's rule (fuse outer loops until there is enough parallel work). One
+`numpy.random.Generator` is the only source of randomness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import tvm
+
+from .config import SearchConfig
+from .program import Applied, Program, materialize
+from .sketch import Sketch
+from .steps import InvalidProgram, Knob
+
+
+@lru_cache(maxsize=4096)
+def factorizations(extent: int, parts: int, max_innermost: int | None = None) -> tuple[tuple[int, ...], ...]:
+    """Every ordered tuple of `parts` positive factors whose product is `extent`, innermost
+    (last) factor at most `max_innermost`."""
+    if parts == 1:
+        return ((extent,),) if max_innermost is None or extent <= max_innermost else ()
+    out = []
+    for first in _divisors(extent):
+        for rest in factorizations(extent // first, parts - 1, max_innermost):
+            out.append((first, *rest))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
+    small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
+    return tuple(sorted(set(small + [n // d for d in small])))
+
+
+def sample_knob(knob: Knob, preferred: Sequence | None, rng: np.random.Generator) -> Any:
+    if knob.is_tile:
+        options = factorizations(knob.extent, knob.parts, knob.max_innermost)
+        if not options:
+            raise InvalidProgram(f"{knob.name}: no factorization of {knob.extent} fits")
+        return options[rng.integers(len(options))]
+    options = tuple(preferred) if preferred else knob.choices
+    return options[rng.integers(len(options))]
+
+
+def random_program(mod: tvm.IRModule, sketches: list[Sketch], sketch_index: int, config: SearchConfig,
+                   rng: np.random.Generator) -> Applied:
+    """One random program of one sketch; raises `InvalidProgram` when TVM rejects it."""
+    sch, decisions, knobs = materialize(mod, sketches[sketch_index],
+                                        lambda knob, preferred: sample_knob(knob, preferred, rng), config)
+    return Applied(Program.make(sketch_index, decisions), sch, knobs)

@@ -1,0 +1,152 @@
+"""`minansor` command line. Bad input ends with one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from .config import SEARCH_STRATEGIES, SearchConfig, with_overrides
+from .errors import UserError
+from .workloads import CATALOGUE, DEFAULT_WORKLOAD, FAMILIES, YOLO_LAYERS, make_task, parse
+
+
+def format_table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _config(args) -> SearchConfig:
+    config = SearchConfig()
+    if getattr(args, "search", None):
+        config = with_overrides(config, [f"search={args.search}"])
+    return with_overrides(config, getattr(args, "set", None) or [])
+
+
+# ---------------------------------------------------------------- subcommands
+
+
+def cmd_workloads(args) -> int:
+    rows = []
+    for name in CATALOGUE:
+        task = make_task(name, args.target)
+        family, _ = parse(name)
+        shapes = " ".join("x".join(map(str, a.shape)) for a in task.args)
+        rows.append([name, FAMILIES[family].describe, shapes, f"{task.flops / 1e9:.4f}", YOLO_LAYERS.get(name, "")])
+    print(format_table(["workload", "computation", "argument shapes", "GFLOP", "YOLO uses"], rows))
+    print("\nAny shape works through the name patterns: conv-HxW-CIN-COUT-KxK[sS], head-HxW-CIN-COUT-KxK[sS], "
+          "gemm-MxNxK, maxpool-HxW-C, rowsum-RxC, add-NxM")
+    return 0
+
+
+def cmd_sketches(args) -> int:
+    from .space import SearchSpace
+
+    space = SearchSpace(make_task(args.workload, args.target), _config(args))
+    rng = np.random.default_rng(args.seed)
+    print(f"{args.workload}: {len(space.sketches)} sketch(es)")
+    for index, sketch in enumerate(space.sketches):
+        print(f"\nsketch {index}:")
+        for line in sketch.describe():
+            print(f"  - {line}")
+        print("  open decisions: " + ", ".join(s.describe() for s in sketch.annotations))
+        valid = [a for a in (space.random(rng, index) for _ in range(args.samples)) if a is not None]
+        print(f"  valid random programs: {len(valid)}/{args.samples}")
+        if valid:
+            knobs = ", ".join(f"{k.name}" for k in valid[0].knobs)
+            print(f"  knobs: {knobs}")
+            if args.script:
+                print(f"  one random program (decisions {dict(valid[0].program.decisions)}):")
+                print(valid[0].mod.script())
+    print(f"\nvalid rate: {space.valid_rate:.1%} of {space.sampled} random programs")
+    return 0
+
+
+def cmd_tune_op(args) -> int:
+    from .tune import tune_task
+
+    task = make_task(args.workload, args.target)
+    if args.trials < 1:
+        raise UserError("--trials must be at least 1")
+    result = tune_task(task, _config(args), args.work_dir, args.trials, args.seed, progress=not args.no_progress)
+    if result.skipped_lines:
+        print(f"note: skipped {result.skipped_lines} unreadable line(s) of {args.work_dir}/trials.jsonl",
+              file=sys.stderr)
+    check = result.check
+    rows = [[task.name, f"{result.best_ms:.4f}", f"{result.gflops:.1f}", result.trials, result.new_trials,
+             result.failed, f"{result.valid_rate:.1%}", f"{result.wall_s:.1f}",
+             ("ok" if check.ok else "FAILED") if check else "-"]]
+    print(format_table(["task", "best ms", "GFLOPS", "trials", "new", "failed", "valid rate", "wall s", "check"],
+                       rows))
+    if check and not check.ok:
+        print(f"error: the best program is wrong: {check.detail}", file=sys.stderr)
+    if result.best is None:
+        print("no trial succeeded; see the errors in trials.jsonl", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.summary()))
+    return 0 if (result.best and check and check.ok) else 1
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="minansor",
+        description="A readable Ansor: sketch generation, random annotation and search over TVM TensorIR.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        p.add_argument("--target", default="cpu",
+                       help="a preset (cpu) or a JSON target dict, e.g. '{\"kind\": \"llvm\", \"num-cores\": 2}' "
+                            "(default: cpu, the local CPU)")
+        return p
+
+    add("workloads", "List the workload catalogue (GEMMs, YOLOv4-tiny layers, ...) and the name patterns.",
+        cmd_workloads)
+
+    p = add("sketches", "Print the sketches derived for a workload and the valid rate of random programs.",
+            cmd_sketches)
+    p.add_argument("workload", help="a catalogue name or pattern (see `minansor workloads`)")
+    p.add_argument("--samples", type=int, default=50, help="random programs drawn per sketch (default 50)")
+    p.add_argument("--script", action="store_true", help="also print one random program per sketch as TVMScript")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
+
+    p = add("tune-op", "Tune one operator on the local CPU and print the best program's latency.", cmd_tune_op)
+    p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD,
+                   help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
+    p.add_argument("--trials", type=int, default=64, help="total trials in the work dir (default 64); "
+                                                          "re-running continues up to this count")
+    p.add_argument("--search", choices=SEARCH_STRATEGIES, default=None, help="search strategy (default random)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--work-dir", default="work_dirs/tune-op",
+                   help="where records go: MetaSchedule's database + trials.jsonl (default work_dirs/tune-op)")
+    p.add_argument("--json", action="store_true", help="end with one JSON object of the result")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a SearchConfig field, e.g. --set trials_per_round=32 (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"minansor: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("minansor: interrupted; records so far are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

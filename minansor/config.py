@@ -1,0 +1,84 @@
+"""Every choice of the search in one frozen object.
+
+An ablation is one field changed (`dataclasses.replace(config, field=value)`, or
+`--set field=value` on the command line); nothing else in the code reads a constant that a
+researcher might want to vary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    # --- the search space (sketch rules and random annotation) ---
+    cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
+    fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
+    max_innermost_tile: int = 64  # largest innermost split factor
+    parallel_extent_per_core: int = 16  # fuse outer loops until extent >= this x cores
+    max_vector_length: int = 64  # largest product of innermost loops fused and vectorized
+    unroll_steps: tuple[int, ...] = (0, 16, 64, 512)  # auto_unroll_max_step choices
+    cache_write_scope: str = "local"
+    num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
+
+    # --- the search strategy ---
+    search: str = "random"
+    trials_per_round: int = 64  # candidates built and measured together
+    max_sample_attempts: int = 20  # tries per wanted program before a round gives up
+
+    # --- measurement ---
+    number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)
+    repeat: int = 3  # timed repeats; the median is reported
+    min_repeat_ms: int = 50
+    build_timeout_s: float = 60.0
+    run_timeout_s: float = 30.0
+    build_workers: int = 2
+
+    # --- checking the best program ---
+    check_rtol: float = 1e-3
+    check_atol: float = 1e-3
+
+
+SEARCH_STRATEGIES = ("random",)
+
+
+def validate(config: SearchConfig) -> SearchConfig:
+    """Reject a config that names something that does not exist; one-line errors."""
+    if config.search not in SEARCH_STRATEGIES:
+        raise UserError(f"unknown search strategy {config.search!r}; choose from {', '.join(SEARCH_STRATEGIES)}")
+    if set(config.cpu_tile_structure) - {"S", "R"} or "S" not in config.cpu_tile_structure:
+        raise UserError(f"tile structure {config.cpu_tile_structure!r} must be made of S and R and contain S")
+    n_spatial_levels = config.cpu_tile_structure.count("S")
+    if any(not 1 <= level < n_spatial_levels for level in config.fusion_levels):
+        raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
+    positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
+                "max_sample_attempts", "number", "repeat", "build_workers")
+    for name in positive:
+        if getattr(config, name) < 1:
+            raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")
+    return config
+
+
+def with_overrides(config: SearchConfig, assignments: list[str]) -> SearchConfig:
+    """Apply `field=value` strings (from `--set`), parsing each value as the field's type."""
+    by_name = {f.name: f for f in fields(config)}
+    changes = {}
+    for assignment in assignments:
+        name, sep, text = assignment.partition("=")
+        if not sep or name not in by_name:
+            raise UserError(f"--set expects FIELD=VALUE with FIELD one of: {', '.join(by_name)}; got {assignment!r}")
+        current = getattr(config, name)
+        try:
+            if isinstance(current, tuple):
+                changes[name] = tuple(type(current[0])(v) for v in text.split(",") if v)
+            elif isinstance(current, bool):
+                changes[name] = text.lower() in ("1", "true", "yes", "on")
+            else:
+                changes[name] = type(current)(text)
+        except ValueError:
+            raise UserError(f"cannot read {text!r} as a value of {name} ({type(current).__name__})") from None
+    return validate(dataclasses.replace(config, **changes))

@@ -1,0 +1,223 @@
+"""Sketch generation: derivation rules applied block by block, from the output backwards.
+
+A sketch fixes the *structure* of a program (what is inlined, cached, tiled, fused, rfactored)
+and leaves every number open. Each rule is a plain function
+
+    rule(derivation, block, config) -> (Outcome, [new derivations])
+
+and the rule list of a target is data (`CPU_RULES`). As in Ansor, for each block the rules are
+tried in order; a rule that applies contributes its derivations, and `APPLY_AND_SKIP_REST`
+stops the rules after it. `APPLY` keeps going, so one block can fork a derivation into several
+sketches (rfactor or not, cache write or not).
+
+After the rules, `annotation_steps` lists where random annotation will decide: compute
+locations of the blocks the rules left movable, then vectorize / parallel / unroll per block.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tvm import tirx
+from tvm.s_tir import Schedule
+
+from . import analysis
+from .config import SearchConfig
+from .steps import (CacheWrite, ComputeLocation, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Step,
+                    Unroll, Vectorize)
+
+
+@dataclass(frozen=True)
+class Sketch:
+    steps: tuple[Step, ...]  # structure, from the derivation rules
+    annotations: tuple[Step, ...]  # open decisions filled by random annotation
+
+    @property
+    def all_steps(self) -> tuple[Step, ...]:
+        return self.steps + self.annotations
+
+    def describe(self) -> list[str]:
+        return [s.describe() for s in self.steps] or ["(no structural change)"]
+
+    def fingerprint(self) -> str:
+        """A stable text identity, stored with every record so a changed rule set is noticed."""
+        return "; ".join(repr(s) for s in self.all_steps)
+
+
+class Outcome(enum.Enum):
+    PASS = "pass"
+    APPLY = "apply"
+    APPLY_AND_SKIP_REST = "apply and skip the rest"
+
+
+@dataclass
+class Derivation:
+    """A sketch in the making: the schedule so far (with placeholder numbers), its steps, and
+    the blocks still to visit (next first)."""
+
+    sch: Schedule
+    steps: tuple[Step, ...]
+    pending: tuple[str, ...]
+    config: SearchConfig = field(repr=False)
+
+    def then(self, *new_steps: Step, advance: bool = True) -> "Derivation":
+        sch = self.sch.copy()
+        for step in new_steps:
+            step.apply(sch, placeholder_decision, self.config)
+        return Derivation(sch, self.steps + new_steps, self.pending[1:] if advance else self.pending, self.config)
+
+
+def placeholder_decision(knob, preferred):
+    """Any legal value: sketches are built with these and never measured."""
+    if knob.is_tile:
+        return (knob.extent,) + (1,) * (knob.parts - 1)
+    return knob.choices[0]
+
+
+Rule = Callable[[Derivation, str, SearchConfig], tuple[Outcome, list[Derivation]]]
+
+
+# ---------------------------------------------------------------- the analyses rules ask
+
+
+def is_strictly_inlinable(sch: Schedule, block: str) -> bool:
+    """Cheap to recompute at every use: no reduction, not an output, no branch or expensive
+    call, and every index a plain iterator or constant (Ansor's "strictly inlineable")."""
+    if analysis.is_output_block(sch, block) or analysis.block_info(sch, block).has_reduction:
+        return False
+    if not analysis.consumers(sch, block) or analysis.has_expensive_or_branching_op(sch, block):
+        return False
+    return all(isinstance(i, (tirx.Var, tirx.IntImm)) for _, idx in analysis.read_indices(sch, block) for i in idx)
+
+
+def needs_multi_level_tiling(sch: Schedule, block: str) -> bool:
+    """Data reuse exists: count the inputs that ignore some spatial iterator of extent > 1
+    (each value is then reused along it); tile if two do, or one does and the block reduces."""
+    info = analysis.block_info(sch, block)
+    spatial = {name for name, kind, extent in zip(info.iter_names, info.kinds, info.extents)
+               if kind == analysis.SPATIAL and extent > 1}
+    reusing_inputs = 0
+    for _, index_vars in analysis.read_buffers(sch, block):
+        used = frozenset().union(*index_vars) if index_vars else frozenset()
+        if spatial - used:
+            reusing_inputs += 1
+    return reusing_inputs >= 2 or (reusing_inputs >= 1 and info.has_reduction)
+
+
+def single_elementwise_consumer(sch: Schedule, block: str) -> str | None:
+    """The one consumer that reads `block`'s output element by element over the same spatial
+    iteration space, or None."""
+    names = analysis.consumers(sch, block)
+    if len(names) != 1:
+        return None
+    consumer = names[0]
+    producer_info, consumer_info = analysis.block_info(sch, block), analysis.block_info(sch, consumer)
+    spatial_extents = tuple(e for k, e in zip(producer_info.kinds, producer_info.extents) if k == analysis.SPATIAL)
+    if consumer_info.has_reduction or consumer_info.extents != spatial_extents:
+        return None
+    outputs = set(analysis.written_buffers(sch, block))
+    for buffer, indices in analysis.read_indices(sch, consumer):
+        if buffer in outputs:
+            names_read = [i.name if isinstance(i, tirx.Var) else None for i in indices]
+            if names_read != list(consumer_info.iter_names):
+                return None
+    return consumer
+
+
+def is_tiled(steps: tuple[Step, ...], block: str) -> bool:
+    return any(isinstance(s, MultiLevelTile) and s.block == block for s in steps)
+
+
+# ---------------------------------------------------------------- CPU rules
+
+
+def always_inline(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    if not is_strictly_inlinable(d.sch, block):
+        return Outcome.PASS, []
+    return Outcome.APPLY_AND_SKIP_REST, [d.then(Inline(block))]
+
+
+def add_rfactor(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    """A long reduction with no reuse to tile for: offer both halves of a split as a new
+    parallel / vector axis. `APPLY`, so the plain reduction stays a sketch too."""
+    info = analysis.block_info(d.sch, block)
+    if (not info.has_reduction or needs_multi_level_tiling(d.sch, block)
+            or info.reduction_size <= config.parallel_extent_per_core * config.num_cores):
+        return Outcome.PASS, []
+    return Outcome.APPLY, [d.then(Rfactor(block, "outer")), d.then(Rfactor(block, "inner"))]
+
+
+def add_cache_write(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    """A tiled block with nothing to fuse gets a local accumulator and a write-back block,
+    which the fusion rule then fuses (the block is visited again)."""
+    if not needs_multi_level_tiling(d.sch, block) or single_elementwise_consumer(d.sch, block):
+        return Outcome.PASS, []
+    return Outcome.APPLY, [d.then(CacheWrite(block, config.cache_write_scope), advance=False)]
+
+
+def multi_level_tiling_with_fusion(d: Derivation, block: str,
+                                   config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    consumer = single_elementwise_consumer(d.sch, block) if needs_multi_level_tiling(d.sch, block) else None
+    if consumer is None:
+        return Outcome.PASS, []
+    tiling = MultiLevelTile(block, config.cpu_tile_structure)
+    fused = [d.then(tiling, FuseConsumer(block, consumer, tiling, level)) for level in config.fusion_levels]
+    return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(tiling)]
+
+
+def multi_level_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    if not needs_multi_level_tiling(d.sch, block):
+        return Outcome.PASS, []
+    return Outcome.APPLY_AND_SKIP_REST, [d.then(MultiLevelTile(block, config.cpu_tile_structure))]
+
+
+def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    return Outcome.APPLY, [Derivation(d.sch, d.steps, d.pending[1:], d.config)]
+
+
+CPU_RULES: tuple[Rule, ...] = (always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_fusion,
+                               multi_level_tiling, skip_stage)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def derive(mod, config: SearchConfig, rules: tuple[Rule, ...] = CPU_RULES) -> list[Derivation]:
+    """Apply `rules` to every block from the output backwards; return the finished derivations."""
+    sch = Schedule(mod)
+    work = [Derivation(sch, (), tuple(reversed(analysis.block_names(sch))), config)]
+    finished = []
+    while work:
+        d = work.pop(0)
+        if not d.pending:
+            finished.append(d)
+            continue
+        block = d.pending[0]
+        for rule in rules:
+            outcome, derived = rule(d, block, config)
+            work.extend(derived)
+            if outcome is Outcome.APPLY_AND_SKIP_REST:
+                break
+    return finished
+
+
+def annotation_steps(d: Derivation) -> tuple[Step, ...]:
+    """Where random annotation decides, given a finished derivation."""
+    sch, steps = d.sch, d.steps
+    fused = {s.consumer for s in steps if isinstance(s, FuseConsumer)}
+    names = analysis.block_names(sch)
+    movable = [b for b in names
+               if not is_tiled(steps, b) and b not in fused and not analysis.is_output_block(sch, b)
+               and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]
+    out: list[Step] = [ComputeLocation(b) for b in reversed(movable)]
+    for b in names:
+        out += [Vectorize(b), Parallel(b)]
+        if analysis.block_info(sch, b).has_reduction:
+            out.append(Unroll(b))
+    return tuple(out)
+
+
+def generate_sketches(mod, config: SearchConfig, rules: tuple[Rule, ...] = CPU_RULES) -> list[Sketch]:
+    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, rules)]

@@ -1,0 +1,311 @@
+"""Transform steps: the small language sketches and programs are written in.
+
+A step names the blocks it works on and nothing else; every number it needs (a split factor,
+a compute location, how many loops to parallelize) comes from a *knob* it asks a `Decide`
+callback to settle. Sampling a program and replaying one are the same walk over the steps
+with two different callbacks (see `program.py`), so a program is just (sketch, decisions).
+
+Steps are frozen dataclasses: hashable, printable, comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tvm.s_tir import Schedule
+
+from . import analysis
+from .analysis import REDUCTION, SPATIAL
+from .config import SearchConfig
+
+
+class InvalidProgram(Exception):
+    """A program whose decisions do not fit its sketch or that TVM refuses to schedule."""
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One open decision. A tile knob splits `extent` into `parts` factors (the innermost at
+    most `max_innermost`); a choice knob picks one of `choices`."""
+
+    name: str
+    choices: tuple = ()
+    extent: int = 0
+    parts: int = 0
+    max_innermost: int = 0
+
+    @property
+    def is_tile(self) -> bool:
+        return self.parts > 0
+
+    def admits(self, value: Any) -> bool:
+        if not self.is_tile:
+            return value in self.choices
+        if not isinstance(value, tuple) or len(value) != self.parts or any(f < 1 for f in value):
+            return False
+        product = 1
+        for f in value:
+            product *= f
+        return product == self.extent and value[-1] <= self.max_innermost
+
+
+# (knob, preferred values or None) -> value. `preferred` is where random annotation should
+# sample from (e.g. Ansor's rule for the parallel extent); replay ignores it.
+Decide = Callable[[Knob, Sequence | None], Any]
+
+
+class Step(Protocol):
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None: ...
+
+    def describe(self) -> str: ...
+
+
+def _loop_name(sch: Schedule, loop) -> str:
+    return sch.get(loop).loop_var.name
+
+
+# ---------------------------------------------------------------- structure (sketch) steps
+
+
+@dataclass(frozen=True)
+class Inline:
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        sch.compute_inline(sch.get_sblock(self.block))
+
+    def describe(self) -> str:
+        return f"inline {self.block} into its consumers"
+
+
+@dataclass(frozen=True)
+class CacheWrite:
+    """Compute `block` into a local buffer; a new block `<block>_<scope>` writes it back."""
+
+    block: str
+    scope: str = "local"
+
+    @property
+    def writer(self) -> str:
+        return f"{self.block}_{self.scope}"
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        sch.cache_write(sch.get_sblock(self.block), 0, self.scope)
+
+    def describe(self) -> str:
+        return f"cache_write {self.block} into scope {self.scope!r} (written back by {self.writer})"
+
+
+@dataclass(frozen=True)
+class MultiLevelTile:
+    """Split every loop of `block` into one factor per level of `structure` ("SSRSRS": spatial
+    loops get 4 levels, reduction loops 2) and reorder level by level."""
+
+    block: str
+    structure: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        block = sch.get_sblock(self.block)
+        levels: dict[str, list[list]] = {SPATIAL: [], REDUCTION: []}
+        for loop in sch.get_loops(block):
+            kind = analysis.loop_kind(sch, self.block, loop) or SPATIAL
+            parts = self.structure.count(kind)
+            if parts == 0:
+                raise InvalidProgram(f"structure {self.structure} has no level for {kind} loops")
+            extent = int(sch.get(loop).extent)
+            knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", extent=extent, parts=parts,
+                        max_innermost=config.max_innermost_tile)
+            levels[kind].append(sch.split(loop, list(decide(knob, None))))
+        order, taken = [], {SPATIAL: 0, REDUCTION: 0}
+        for kind in self.structure:
+            order.extend(split[taken[kind]] for split in levels[kind])
+            taken[kind] += 1
+        sch.reorder(*order)
+
+    def level_end(self, n_spatial: int, n_reduction: int, level: int) -> int:
+        """Index (among the tiled loops) of the innermost loop of the level-th spatial level."""
+        seen_spatial, position = 0, 0
+        for kind in self.structure:
+            position += n_spatial if kind == SPATIAL else n_reduction
+            if kind == SPATIAL:
+                seen_spatial += 1
+                if seen_spatial == level:
+                    return position - 1
+        raise InvalidProgram(f"structure {self.structure} has no spatial level {level}")
+
+    def describe(self) -> str:
+        return f"multi-level tile {self.block} as {self.structure}"
+
+
+@dataclass(frozen=True)
+class FuseConsumer:
+    """Compute the elementwise `consumer` inside the tiles of `block`, under spatial level
+    `level` (1 = the outermost tile)."""
+
+    block: str
+    consumer: str
+    tiling: MultiLevelTile
+    level: int
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        info = analysis.block_info(sch, self.block)
+        n_spatial = info.kinds.count(SPATIAL)
+        index = self.tiling.level_end(n_spatial, len(info.kinds) - n_spatial, self.level)
+        loops = sch.get_loops(sch.get_sblock(self.block))
+        sch.reverse_compute_at(sch.get_sblock(self.consumer), loops[index], preserve_unit_loops=True)
+
+    def describe(self) -> str:
+        return f"fuse {self.consumer} into {self.block} at tile level {self.level}"
+
+
+@dataclass(frozen=True)
+class Rfactor:
+    """Split the reduction of `block` in two and turn one half (`outer` or `inner`) into a
+    spatial axis of a new block `<block>_rf`, so a long reduction can run in parallel or in
+    vector lanes."""
+
+    block: str
+    factor: str  # "outer" | "inner"
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        block = sch.get_sblock(self.block)
+        reduction = [l for l in sch.get_loops(block) if analysis.loop_kind(sch, self.block, l) == REDUCTION]
+        if not reduction:
+            raise InvalidProgram(f"{self.block} has no reduction loop to rfactor")
+        loop = reduction[0] if len(reduction) == 1 else sch.fuse(*reduction)
+        extent = int(sch.get(loop).extent)
+        knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", extent=extent, parts=2,
+                    max_innermost=config.max_innermost_tile)
+        outer, inner = sch.split(loop, list(decide(knob, None)))
+        # The new axis goes last in the rfactor buffer, so vector lanes run along it.
+        output_dims = analysis.block_info(sch, self.block).kinds.count(SPATIAL)
+        sch.rfactor(outer if self.factor == "outer" else inner, output_dims)
+
+    def describe(self) -> str:
+        return f"rfactor the {self.factor} part of the reduction of {self.block} into {self.block}_rf"
+
+
+# ---------------------------------------------------------------- annotation steps
+
+
+@dataclass(frozen=True)
+class ComputeLocation:
+    """Where `block` is computed: inlined, at the root, or under one of the outer spatial loops
+    of its single consumer."""
+
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        (consumer,) = analysis.consumers(sch, self.block) or (None,)
+        loops = []
+        if consumer is not None:
+            for loop in sch.get_loops(sch.get_sblock(consumer)):
+                if analysis.loop_kind(sch, consumer, loop) == REDUCTION:
+                    break
+                loops.append(loop)
+        choice = decide(Knob(f"location {self.block}", choices=("inline", "root", *range(len(loops)))), None)
+        if choice == "inline":
+            sch.compute_inline(sch.get_sblock(self.block))
+        elif choice != "root":
+            sch.compute_at(sch.get_sblock(self.block), loops[choice], preserve_unit_loops=True)
+
+    def describe(self) -> str:
+        return f"choose where {self.block} is computed (inline / root / a loop of its consumer)"
+
+
+@dataclass(frozen=True)
+class Vectorize:
+    """Fuse the innermost spatial loops of `block` (how many is the knob) and vectorize them."""
+
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        if not analysis.has_block(sch, self.block):
+            return  # inlined by an earlier decision
+        candidates = []  # innermost first
+        for loop in reversed(sch.get_loops(sch.get_sblock(self.block))):
+            if analysis.loop_kind(sch, self.block, loop) != SPATIAL or sch.get(loop).kind != 0:
+                break
+            nested = (analysis.body_is_single_block(sch, loop) if not candidates
+                      else analysis.is_perfect_child(sch, loop, candidates[-1]))
+            if not nested:
+                break
+            candidates.append(loop)
+        if not candidates:
+            return
+        preferred, product = [], 1
+        for count, extent in enumerate(analysis.loop_extents(sch, candidates), start=1):
+            product *= extent
+            if product > config.max_vector_length:
+                break
+            preferred.append(count)
+        count = decide(Knob(f"vectorize {self.block}", choices=tuple(range(len(candidates) + 1))),
+                       preferred or (0,))
+        if count:
+            chosen = candidates[:count][::-1]
+            sch.vectorize(sch.fuse(*chosen) if count > 1 else chosen[0])
+
+    def describe(self) -> str:
+        return f"vectorize the innermost spatial loops of {self.block}"
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Fuse the outer spatial loops of a root-level `block` and run them in parallel. Random
+    annotation fuses until the extent reaches `parallel_extent_per_core` x cores, as Ansor does;
+    the knob (how many loops) is what mutation varies."""
+
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        if not analysis.has_block(sch, self.block):
+            return
+        block = sch.get_sblock(self.block)
+        if not analysis.is_root_level(sch, block):
+            return
+        candidates = []
+        for loop in sch.get_loops(block):
+            if analysis.loop_kind(sch, self.block, loop) != SPATIAL or sch.get(loop).kind != 0:
+                break
+            if candidates and not analysis.is_perfect_child(sch, candidates[-1], loop):
+                break
+            candidates.append(loop)
+        if not candidates:
+            return
+        wanted = config.parallel_extent_per_core * config.num_cores
+        rule, product = len(candidates), 1
+        for count, extent in enumerate(analysis.loop_extents(sch, candidates), start=1):
+            product *= extent
+            if product >= wanted:
+                rule = count
+                break
+        count = decide(Knob(f"parallel {self.block}", choices=tuple(range(len(candidates) + 1))), (rule,))
+        if count:
+            chosen = candidates[:count]
+            sch.parallel(sch.fuse(*chosen) if count > 1 else chosen[0])
+
+    def describe(self) -> str:
+        return f"parallelize the outer spatial loops of {self.block}"
+
+
+@dataclass(frozen=True)
+class Unroll:
+    """Ask the compiler to unroll the loop nest of `block` up to a chosen number of steps."""
+
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        if not analysis.has_block(sch, self.block):
+            return
+        loops = sch.get_loops(sch.get_sblock(self.block))
+        if not loops:
+            return
+        steps = decide(Knob(f"unroll {self.block}", choices=tuple(config.unroll_steps)), None)
+        if steps:
+            sch.annotate(loops[0], "pragma_auto_unroll_max_step", int(steps))
+            sch.annotate(loops[0], "pragma_unroll_explicit", 1)
+
+    def describe(self) -> str:
+        return f"choose the auto-unroll depth of {self.block}"

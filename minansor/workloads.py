@@ -1,0 +1,125 @@
+"""The workload catalogue: named operator tasks, and a parser for parameterized names.
+
+Every distinct conv layer of YOLOv4-tiny at 416x416 (BN folded, as after graph optimization)
+appears as conv2d NCHW + bias + leaky ReLU(0.1); the two detection heads are conv + bias.
+Names follow `yolo-conv-{H}x{W}-{Cin}-{Cout}-{k}x{k}[s{stride}]` with H x W the *input* size.
+The same families accept any shape (`conv-...`, `gemm-MxNxK`, ...), which tests use to get
+small tasks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tvm import te, topi
+
+from .errors import UserError
+from .task import Task
+
+
+def conv2d_bias_act(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1, leaky: bool = True) -> list[te.Tensor]:
+    data = te.placeholder((1, cin, h, w), name="data")
+    weight = te.placeholder((cout, cin, k, k), name="weight")
+    bias = te.placeholder((1, cout, 1, 1), name="bias")
+    out = topi.add(topi.nn.conv2d_nchw(data, weight, stride, k // 2, 1), bias)
+    if leaky:
+        out = topi.nn.leaky_relu(out, 0.1)
+    return [data, weight, bias, out]
+
+
+def gemm(m: int, n: int, k: int) -> list[te.Tensor]:
+    a = te.placeholder((m, k), name="A")
+    b = te.placeholder((k, n), name="B")
+    r = te.reduce_axis((0, k), name="k")
+    c = te.compute((m, n), lambda i, j: te.sum(a[i, r] * b[r, j], axis=r), name="C")
+    return [a, b, c]
+
+
+def maxpool2x2(h: int, w: int, c: int) -> list[te.Tensor]:
+    data = te.placeholder((1, c, h, w), name="data")
+    out = topi.nn.pool2d(data, (2, 2), (2, 2), (1, 1), (0, 0, 0, 0), "max", layout="NCHW")
+    return [data, out]
+
+
+def row_sum(rows: int, cols: int) -> list[te.Tensor]:
+    x = te.placeholder((rows, cols), name="X")
+    r = te.reduce_axis((0, cols), name="r")
+    return [x, te.compute((rows,), lambda i: te.sum(x[i, r], axis=r), name="S")]
+
+
+def elementwise_add(n: int, m: int) -> list[te.Tensor]:
+    a = te.placeholder((n, m), name="A")
+    b = te.placeholder((n, m), name="B")
+    return [a, b, te.compute((n, m), lambda i, j: a[i, j] + b[i, j], name="C")]
+
+
+@dataclass(frozen=True)
+class Family:
+    pattern: str  # a regex over the workload name
+    build: Callable[..., list[te.Tensor]]
+    describe: str
+
+
+_D = r"(\d+)"
+FAMILIES = {
+    "conv": Family(rf"(?:yolo-)?conv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
+                   lambda h, w, ci, co, k, s: conv2d_bias_act(h, w, ci, co, k, s or 1),
+                   "conv2d NCHW + bias + leaky ReLU"),
+    "head": Family(rf"(?:yolo-)?head-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
+                   lambda h, w, ci, co, k, s: conv2d_bias_act(h, w, ci, co, k, s or 1, leaky=False),
+                   "conv2d NCHW + bias (linear detection head)"),
+    "gemm": Family(rf"gemm-{_D}x{_D}x{_D}", lambda m, n, k: gemm(m, n, k), "C[M,N] = A[M,K] B[K,N]"),
+    "maxpool": Family(rf"(?:yolo-)?maxpool-{_D}x{_D}-{_D}", lambda h, w, c: maxpool2x2(h, w, c),
+                      "max pool 2x2, stride 2, NCHW"),
+    "rowsum": Family(rf"rowsum-{_D}x{_D}", lambda r, c: row_sum(r, c), "S[i] = sum_k X[i, k]"),
+    "add": Family(rf"add-{_D}x{_D}", lambda n, m: elementwise_add(n, m), "C = A + B (nothing to tile)"),
+}
+
+# Distinct conv shapes of YOLOv4-tiny 416x416, 20 classes, with how many layers use each.
+YOLO_LAYERS = {
+    "yolo-conv-416x416-3-32-3x3s2": 1,
+    "yolo-conv-208x208-32-64-3x3s2": 1,
+    "yolo-conv-104x104-64-64-3x3": 1,
+    "yolo-conv-104x104-32-32-3x3": 2,
+    "yolo-conv-104x104-64-64-1x1": 1,
+    "yolo-conv-52x52-128-128-3x3": 1,
+    "yolo-conv-52x52-64-64-3x3": 2,
+    "yolo-conv-52x52-128-128-1x1": 1,
+    "yolo-conv-26x26-256-256-3x3": 1,
+    "yolo-conv-26x26-128-128-3x3": 2,
+    "yolo-conv-26x26-256-256-1x1": 1,
+    "yolo-conv-13x13-512-512-3x3": 1,
+    "yolo-conv-13x13-512-256-1x1": 1,
+    "yolo-conv-13x13-256-512-3x3": 1,
+    "yolo-conv-13x13-256-128-1x1": 1,
+    "yolo-conv-26x26-384-256-3x3": 1,
+    "yolo-head-13x13-512-75-1x1": 1,
+    "yolo-head-26x26-256-75-1x1": 1,
+    "yolo-maxpool-104x104-128": 1,
+    "yolo-maxpool-52x52-256": 1,
+    "yolo-maxpool-26x26-512": 1,
+}
+CATALOGUE = ("gemm-512x512x512", "gemm-1024x1024x1024", *YOLO_LAYERS, "rowsum-64x16384")
+DEFAULT_WORKLOAD = "yolo-conv-104x104-64-64-3x3"
+
+
+def parse(name: str) -> tuple[str, list[te.Tensor]]:
+    """Family name and TE tensors of a workload name; a one-line UserError otherwise."""
+    for family_name, family in FAMILIES.items():
+        match = re.fullmatch(family.pattern, name)
+        if match:
+            numbers = [int(g) if g is not None else None for g in match.groups()]
+            if any(n is not None and n < 1 for n in numbers):
+                raise UserError(f"workload {name!r}: every size must be >= 1")
+            return family_name, family.build(*numbers)
+    if re.search(r"[A-Za-z_]\w*x|x[A-Za-z_]", name.split("-", 1)[-1]):
+        raise UserError(f"workload {name!r}: symbolic (dynamic) shapes are not supported; give every size a number")
+    raise UserError(f"unknown workload {name!r}; `minansor workloads` lists the catalogue "
+                    f"and the name patterns ({', '.join(FAMILIES)})")
+
+
+def make_task(name: str, target="cpu") -> Task:
+    _, tensors = parse(name)
+    return Task.from_te(name, tensors, target, weight=YOLO_LAYERS.get(name, 1))
