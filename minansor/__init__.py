@@ -1,0 +1,30 @@
+"""minansor: the Ansor auto-scheduler's search, in readable Python over TVM TensorIR.
+
+Map of the code, in the order a program is born, measured and recorded:
+
+    workloads.py      named operator workloads (GEMM, YOLOv4-tiny conv layers, ...) -> Task
+    task.py           Task: one PrimFunc + target + weight + FLOPs + argument specs
+    targets.py        target presets ("cpu") and parsing of JSON target dicts
+    analysis.py       read-only questions about TIR blocks and loops
+    steps.py          transform steps (the sketch language) and knobs (their open decisions)
+    sketch.py         derivation rules -> sketches; where annotation decides   <- read first
+    annotate.py       random annotation: tile factorizations and knob sampling
+    program.py        Program = sketch + decisions; deterministic replay
+    space.py          SearchSpace: a task's sketches, random and replayed programs
+    random_search.py  the random-search strategy
+    measure.py        build pool + local runner; failures become failed trials
+    records.py        MetaSchedule JSON database + trials.jsonl sidecar; resume
+    verify.py         the best program checked against the untuned PrimFunc
+    tune.py           the tuning loop of one task
+    config.py         SearchConfig: every choice of the search in one frozen object
+    cli.py            the `minansor` command
+"""
+
+from .config import SearchConfig
+from .program import Program
+from .space import SearchSpace
+from .task import Task
+from .tune import TuneResult, tune_task
+from .workloads import make_task
+
+__all__ = ["Program", "SearchConfig", "SearchSpace", "Task", "TuneResult", "make_task", "tune_task"]

@@ -1,0 +1,23 @@
+"""Guards the apache-tvm-ffi pin: with 0.1.15.post2 MetaSchedule segfaults as soon as tune_tir
+writes its database. Runs in a subprocess so a segfault fails this test instead of pytest."""
+
+import subprocess
+import sys
+
+SCRIPT = """
+import tempfile
+from tvm.s_tir import meta_schedule as ms
+from minansor.workloads import make_task
+task = make_task("gemm-32x32x32")
+with tempfile.TemporaryDirectory() as work_dir:
+    db = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=4, num_trials_per_iter=4, seed=1)
+    records = db.get_all_tuning_records()
+    assert records, "MetaSchedule recorded nothing"
+    print("records", len(records))
+"""
+
+
+def test_metaschedule_tune_tir_writes_its_database():
+    done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-2000:]}"
+    assert "records" in done.stdout

@@ -1,0 +1,63 @@
+"""Golden tests of the derivation rules: which sketches each kind of workload gets."""
+
+import dataclasses
+
+import pytest
+
+from minansor.config import SearchConfig
+from minansor.sketch import generate_sketches
+from minansor.steps import CacheWrite, ComputeLocation, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Unroll, Vectorize
+from minansor.workloads import make_task
+
+
+def sketches(name):
+    task = make_task(name)
+    return generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=2))
+
+
+def kinds(sketch):
+    return [type(s).__name__ for s in sketch.steps]
+
+
+def test_gemm_gets_plain_tiling_cache_write_and_fused_variants():
+    found = sketches("gemm-64x64x64")
+    assert sorted(kinds(s) for s in found) == sorted([
+        ["MultiLevelTile"],
+        ["CacheWrite", "MultiLevelTile", "FuseConsumer"],
+        ["CacheWrite", "MultiLevelTile", "FuseConsumer"],
+        ["CacheWrite", "MultiLevelTile"],
+    ])
+    fused = [s.steps[-1] for s in found if isinstance(s.steps[-1], FuseConsumer)]
+    assert sorted(f.level for f in fused) == [1, 2]
+    assert all(f.consumer == "C_local" and f.block == "C" for f in fused)
+    assert all(t.structure == "SSRSRS" for s in found for t in s.steps if isinstance(t, MultiLevelTile))
+
+
+def test_conv_inlines_bias_fuses_activation_and_leaves_padding_to_annotation():
+    found = sketches("conv-16x16-8-8-3x3")
+    assert len(found) == 3
+    for s in found:
+        assert s.steps[0] == Inline("T_add")
+        assert s.steps[1] == MultiLevelTile("conv2d_nchw", "SSRSRS")
+        assert ComputeLocation("pad_temp") in s.annotations  # if_then_else: not strictly inlinable
+        assert Unroll("conv2d_nchw") in s.annotations
+    assert sorted(s.steps[2].level for s in found if len(s.steps) == 3) == [1, 2]
+    assert any(len(s.steps) == 2 for s in found)  # the unfused sketch is kept
+    assert not any(isinstance(t, CacheWrite) for s in found for t in s.steps)
+
+
+def test_row_reduction_gets_both_rfactor_sketches_and_the_plain_one():
+    found = sketches("rowsum-8x4096")
+    assert {tuple(s.steps) for s in found} == {(Rfactor("S", "outer"),), (Rfactor("S", "inner"),), ()}
+    assert len(found) == 3
+
+
+@pytest.mark.parametrize("name", ["add-64x64", "maxpool-16x16-4"])
+def test_no_reuse_means_no_tiling(name):
+    (only,) = sketches(name)
+    assert only.steps == ()
+    assert all(isinstance(s, (Vectorize, Parallel, Unroll)) for s in only.annotations)
+
+
+def test_sketch_generation_is_deterministic():
+    assert sketches("conv-16x16-8-8-3x3") == sketches("conv-16x16-8-8-3x3")

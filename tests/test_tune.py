@@ -1,0 +1,44 @@
+"""End to end on small tasks: tuning finds a good program, records it, and resumes."""
+
+import json
+
+import numpy as np
+
+from minansor.cli import main
+from minansor.records import RecordStore
+from minansor.tune import tune_task
+from minansor.workloads import make_task
+
+
+def test_short_tune_beats_the_median_random_program_and_checks_it(tmp_path, fast_config):
+    task = make_task("gemm-64x64x64")
+    result = tune_task(task, fast_config, str(tmp_path), trials=16, seed=0, progress=False)
+    assert result.trials == 16 and result.new_trials == 16
+    assert result.check is not None and result.check.ok
+    latencies = sorted(t.median_s for t in RecordStore(str(tmp_path)).load(task.name) if t.ok)
+    assert result.best.median_s == latencies[0] < float(np.median(latencies))
+    assert result.gflops > 0
+
+
+def test_resume_continues_the_budget_without_measuring_anything_twice(tmp_path, fast_config):
+    task = make_task("conv-8x8-4-4-3x3")
+    first = tune_task(task, fast_config, str(tmp_path), trials=8, seed=1, progress=False)
+    again = tune_task(task, fast_config, str(tmp_path), trials=8, seed=1, progress=False)
+    assert first.new_trials == 8 and again.new_trials == 0 and again.trials == 8
+    more = tune_task(task, fast_config, str(tmp_path), trials=14, seed=1, progress=False)
+    assert more.new_trials == 6
+    trials = RecordStore(str(tmp_path)).load(task.name)
+    assert len(trials) == 14
+    assert len({t.program.key() for t in trials}) == 14
+    assert [t.index for t in trials] == list(range(14))
+
+
+def test_tune_op_cli_prints_a_table_and_json(tmp_path, capsys):
+    code = main(["tune-op", "gemm-32x32x32", "--trials", "4", "--work-dir", str(tmp_path), "--json",
+                 "--no-progress", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert {"best_ms", "gflops", "trials", "valid_rate"} <= set(summary)
+    assert summary["trials"] == 4 and summary["best_ms"] > 0 and summary["check_ok"] is True
+    assert "best ms" in out and "valid rate" in out
