@@ -109,8 +109,9 @@ class MultiLevelTile:
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
         block = sch.get_sblock(self.block)
         levels: dict[str, list[list]] = {SPATIAL: [], REDUCTION: []}
-        for loop in sch.get_loops(block):
-            kind = analysis.loop_kind(sch, self.block, loop) or SPATIAL
+        loops = sch.get_loops(block)
+        for loop, kind in zip(loops, analysis.loop_kinds(sch, self.block, loops)):
+            kind = kind or SPATIAL
             parts = self.structure.count(kind)
             if parts == 0:
                 raise InvalidProgram(f"structure {self.structure} has no level for {kind} loops")
@@ -171,7 +172,8 @@ class Rfactor:
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
         block = sch.get_sblock(self.block)
-        reduction = [l for l in sch.get_loops(block) if analysis.loop_kind(sch, self.block, l) == REDUCTION]
+        loops = sch.get_loops(block)
+        reduction = [l for l, k in zip(loops, analysis.loop_kinds(sch, self.block, loops)) if k == REDUCTION]
         if not reduction:
             raise InvalidProgram(f"{self.block} has no reduction loop to rfactor")
         loop = reduction[0] if len(reduction) == 1 else sch.fuse(*reduction)
@@ -201,8 +203,9 @@ class ComputeLocation:
         (consumer,) = analysis.consumers(sch, self.block) or (None,)
         loops = []
         if consumer is not None:
-            for loop in sch.get_loops(sch.get_sblock(consumer)):
-                if analysis.loop_kind(sch, consumer, loop) == REDUCTION:
+            consumer_loops = sch.get_loops(sch.get_sblock(consumer))
+            for loop, kind in zip(consumer_loops, analysis.loop_kinds(sch, consumer, consumer_loops)):
+                if kind == REDUCTION:
                     break
                 loops.append(loop)
         choice = decide(Knob(f"location {self.block}", choices=("inline", "root", *range(len(loops)))), None)
@@ -225,8 +228,9 @@ class Vectorize:
         if not analysis.has_block(sch, self.block):
             return  # inlined by an earlier decision
         candidates = []  # innermost first
-        for loop in reversed(sch.get_loops(sch.get_sblock(self.block))):
-            if analysis.loop_kind(sch, self.block, loop) != SPATIAL or sch.get(loop).kind != 0:
+        loops = sch.get_loops(sch.get_sblock(self.block))
+        for loop, kind in reversed(list(zip(loops, analysis.loop_kinds(sch, self.block, loops)))):
+            if kind != SPATIAL or sch.get(loop).kind != 0:
                 break
             nested = (analysis.body_is_single_block(sch, loop) if not candidates
                       else analysis.is_perfect_child(sch, loop, candidates[-1]))
@@ -266,8 +270,9 @@ class Parallel:
         if not analysis.is_root_level(sch, block):
             return
         candidates = []
-        for loop in sch.get_loops(block):
-            if analysis.loop_kind(sch, self.block, loop) != SPATIAL or sch.get(loop).kind != 0:
+        loops = sch.get_loops(block)
+        for loop, kind in zip(loops, analysis.loop_kinds(sch, self.block, loops)):
+            if kind != SPATIAL or sch.get(loop).kind != 0:
                 break
             if candidates and not analysis.is_perfect_child(sch, candidates[-1], loop):
                 break
