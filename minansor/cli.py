@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
     p.add_argument("--trials", type=int, default=64, help="total trials in the work dir (default 64); "
                                                           "re-running continues up to this count")
-    p.add_argument("--search", choices=SEARCH_STRATEGIES, default=None, help="search strategy (default random)")
+    p.add_argument("--search", choices=SEARCH_STRATEGIES, default=None, help="search strategy (default evolutionary)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--work-dir", default="work_dirs/tune-op",
                    help="where records go: MetaSchedule's database + trials.jsonl (default work_dirs/tune-op)")

@@ -26,15 +26,28 @@ class SearchConfig:
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
 
     # --- the search strategy ---
-    search: str = "random"
+    search: str = "evolutionary"
     trials_per_round: int = 64  # candidates built and measured together
     max_sample_attempts: int = 20  # tries per wanted program before a round gives up
+    population: int = 256
+    generations: int = 4
+    mutation_probability: float = 0.85
+    crossover_probability: float = 0.0  # taken before mutation; the rest of the draws copy
+    mutators: str = "tile_size:0.90,compute_location:0.05,unroll:0.03,parallel:0.02"
+    eps_greedy: float = 0.05  # share of each round measured at random
+    init_measured_ratio: float = 0.2  # share of the population seeded with the best measured
+    min_fresh_random: int = 50  # fresh random programs in every initial population
+
+    # --- the cost model ---
+    cost_model: str = "xgb"
+    features: str = "minansor"  # or "tvm" (TVM's PerStoreFeature)
+    model_min_samples: int = 32  # measured programs before the model is trusted
 
     # --- measurement ---
     number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)
     repeat: int = 3  # timed repeats; the median is reported
     min_repeat_ms: int = 50
-    build_timeout_s: float = 60.0
+    build_timeout_s: float = 15.0  # a program that takes longer to compile is not worth it
     run_timeout_s: float = 30.0
     build_workers: int = 2
 
@@ -43,20 +56,34 @@ class SearchConfig:
     check_atol: float = 1e-3
 
 
-SEARCH_STRATEGIES = ("random",)
+SEARCH_STRATEGIES = ("evolutionary", "random")
+COST_MODELS = ("xgb", "random")
+FEATURE_SETS = ("minansor", "tvm")
 
 
 def validate(config: SearchConfig) -> SearchConfig:
     """Reject a config that names something that does not exist; one-line errors."""
     if config.search not in SEARCH_STRATEGIES:
         raise UserError(f"unknown search strategy {config.search!r}; choose from {', '.join(SEARCH_STRATEGIES)}")
+    if config.cost_model not in COST_MODELS:
+        raise UserError(f"unknown cost model {config.cost_model!r}; choose from {', '.join(COST_MODELS)}")
+    if config.features not in FEATURE_SETS:
+        raise UserError(f"unknown feature set {config.features!r}; choose from {', '.join(FEATURE_SETS)}")
+    for name in ("mutation_probability", "crossover_probability", "eps_greedy", "init_measured_ratio"):
+        if not 0.0 <= getattr(config, name) <= 1.0:
+            raise UserError(f"config field {name} must lie in [0, 1], got {getattr(config, name)}")
+    if config.mutation_probability + config.crossover_probability > 1.0:
+        raise UserError("mutation_probability + crossover_probability must not exceed 1")
+    from .mutate import parse_weights
+
+    parse_weights(config.mutators)
     if set(config.cpu_tile_structure) - {"S", "R"} or "S" not in config.cpu_tile_structure:
         raise UserError(f"tile structure {config.cpu_tile_structure!r} must be made of S and R and contain S")
     n_spatial_levels = config.cpu_tile_structure.count("S")
     if any(not 1 <= level < n_spatial_levels for level in config.fusion_levels):
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
     positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
-                "max_sample_attempts", "number", "repeat", "build_workers")
+                "max_sample_attempts", "number", "repeat", "build_workers", "population")
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")

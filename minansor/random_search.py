@@ -6,23 +6,27 @@ from __future__ import annotations
 import numpy as np
 
 from .config import SearchConfig
+from .evolve import Proposal
 from .program import Applied
 from .space import SearchSpace
 
 
-def propose_random(space: SearchSpace, rng: np.random.Generator, count: int, seen: set[str],
-                   config: SearchConfig) -> list[Applied]:
-    """Up to `count` valid programs not in `seen` (keys of programs measured or proposed)."""
-    out: list[Applied] = []
-    for _ in range(count * config.max_sample_attempts):
-        if len(out) == count:
-            break
-        applied = space.random(rng)
-        if applied is None:
-            continue
-        key = applied.program.key()
-        if key in seen:
-            continue
-        seen.add(key)
-        out.append(applied)
-    return out
+class RandomSearch:
+    def __init__(self, space: SearchSpace, config: SearchConfig, rng: np.random.Generator):
+        self.space, self.config, self.rng = space, config, rng
+
+    def propose(self, count: int, seen: set[str]) -> list[Proposal]:
+        """Up to `count` valid programs not in `seen` (keys of programs measured or proposed)."""
+        out: list[Proposal] = []
+        for _ in range(count * self.config.max_sample_attempts):
+            if len(out) == count:
+                break
+            applied = self.space.random(self.rng)
+            if applied is None or applied.program.key() in seen:
+                continue
+            seen.add(applied.program.key())
+            out.append(Proposal(applied, float("nan"), "random"))
+        return out
+
+    def observe(self, measured: list[tuple[Applied, float]]) -> None:
+        pass

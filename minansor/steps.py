@@ -31,6 +31,7 @@ class Knob:
     most `max_innermost`); a choice knob picks one of `choices`."""
 
     name: str
+    block: str  # the block it shapes; crossover swaps knobs block by block
     choices: tuple = ()
     extent: int = 0
     parts: int = 0
@@ -39,6 +40,11 @@ class Knob:
     @property
     def is_tile(self) -> bool:
         return self.parts > 0
+
+    @property
+    def kind(self) -> str:
+        """tile, location, vectorize, parallel or unroll: the first word of the name."""
+        return self.name.split(" ", 1)[0]
 
     def admits(self, value: Any) -> bool:
         if not self.is_tile:
@@ -116,7 +122,7 @@ class MultiLevelTile:
             if parts == 0:
                 raise InvalidProgram(f"structure {self.structure} has no level for {kind} loops")
             extent = int(sch.get(loop).extent)
-            knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", extent=extent, parts=parts,
+            knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", self.block, extent=extent, parts=parts,
                         max_innermost=config.max_innermost_tile)
             levels[kind].append(sch.split(loop, list(decide(knob, None))))
         order, taken = [], {SPATIAL: 0, REDUCTION: 0}
@@ -178,7 +184,7 @@ class Rfactor:
             raise InvalidProgram(f"{self.block} has no reduction loop to rfactor")
         loop = reduction[0] if len(reduction) == 1 else sch.fuse(*reduction)
         extent = int(sch.get(loop).extent)
-        knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", extent=extent, parts=2,
+        knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", self.block, extent=extent, parts=2,
                     max_innermost=config.max_innermost_tile)
         outer, inner = sch.split(loop, list(decide(knob, None)))
         # The new axis goes last in the rfactor buffer, so vector lanes run along it.
@@ -208,7 +214,7 @@ class ComputeLocation:
                 if kind == REDUCTION:
                     break
                 loops.append(loop)
-        choice = decide(Knob(f"location {self.block}", choices=("inline", "root", *range(len(loops)))), None)
+        choice = decide(Knob(f"location {self.block}", self.block, choices=("inline", "root", *range(len(loops)))), None)
         if choice == "inline":
             sch.compute_inline(sch.get_sblock(self.block))
         elif choice != "root":
@@ -245,7 +251,7 @@ class Vectorize:
             if product > config.max_vector_length:
                 break
             preferred.append(count)
-        count = decide(Knob(f"vectorize {self.block}", choices=tuple(range(len(candidates) + 1))),
+        count = decide(Knob(f"vectorize {self.block}", self.block, choices=tuple(range(len(candidates) + 1))),
                        preferred or (0,))
         if count:
             chosen = candidates[:count][::-1]
@@ -286,7 +292,7 @@ class Parallel:
             if product >= wanted:
                 rule = count
                 break
-        count = decide(Knob(f"parallel {self.block}", choices=tuple(range(len(candidates) + 1))), (rule,))
+        count = decide(Knob(f"parallel {self.block}", self.block, choices=tuple(range(len(candidates) + 1))), (rule,))
         if count:
             chosen = candidates[:count]
             sch.parallel(sch.fuse(*chosen) if count > 1 else chosen[0])
@@ -307,7 +313,7 @@ class Unroll:
         loops = sch.get_loops(sch.get_sblock(self.block))
         if not loops:
             return
-        steps = decide(Knob(f"unroll {self.block}", choices=tuple(config.unroll_steps)), None)
+        steps = decide(Knob(f"unroll {self.block}", self.block, choices=tuple(config.unroll_steps)), None)
         if steps:
             sch.annotate(loops[0], "pragma_auto_unroll_max_step", int(steps))
             sch.annotate(loops[0], "pragma_unroll_explicit", 1)

@@ -1,29 +1,40 @@
 """The tuning loop of one task: propose a round of programs, measure them, record every trial,
-repeat until the trial budget is spent; then check the best program against the untuned one.
+let the strategy learn from them, repeat until the trial budget is spent; then check the best
+program against the untuned one.
 
 The budget counts every trial in the work dir, so re-running the same command after an
-interruption finishes the budget without measuring anything twice; the random stream of a
-resumed run is seeded by (seed, trials already recorded), so it is reproducible too.
+interruption finishes the budget without measuring anything twice. A resumed strategy first
+re-learns from the recorded trials, and its random stream is seeded by (seed, trials already
+recorded), so the same seed and the same records give the same search.
+
+Search overhead is everything but building and running: proposing (sampling, evolution,
+features, prediction) and learning (model training). It is timed per round.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm import tqdm
 
 from .config import SearchConfig, validate
+from .cost_model import normalized_throughput, rank_correlation
+from .evolve import EvolutionarySearch
 from .measure import LocalMeasurer
 from .program import Applied
-from .random_search import propose_random
+from .random_search import RandomSearch
 from .records import RecordStore, Trial
 from .space import SearchSpace
+from .steps import InvalidProgram
 from .task import Task
 from .verify import CheckResult, check_against_untuned
 
-STRATEGIES = {"random": propose_random}
+STRATEGIES = {"evolutionary": EvolutionarySearch, "random": RandomSearch}
+ROUNDS_FILE = "rounds.jsonl"
 
 
 @dataclass
@@ -38,6 +49,7 @@ class TuneResult:
     wall_s: float
     check: CheckResult | None
     skipped_lines: int  # unreadable lines in trials.jsonl
+    rounds: list[dict] = field(default_factory=list)  # this call's rounds (see ROUNDS_FILE)
 
     @property
     def best_ms(self) -> float:
@@ -47,10 +59,15 @@ class TuneResult:
     def gflops(self) -> float:
         return self.task.flops / self.best.median_s / 1e9 if self.best else 0.0
 
+    @property
+    def search_s_per_round(self) -> float:
+        return float(np.mean([r["search_s"] for r in self.rounds])) if self.rounds else 0.0
+
     def summary(self) -> dict:
         return {"task": self.task.name, "best_ms": self.best_ms, "gflops": self.gflops, "trials": self.trials,
                 "new_trials": self.new_trials, "failed": self.failed, "valid_rate": self.valid_rate,
-                "wall_s": self.wall_s, "check_ok": self.check.ok if self.check else None,
+                "wall_s": self.wall_s, "search_s_per_round": self.search_s_per_round,
+                "check_ok": self.check.ok if self.check else None,
                 "check_max_abs_error": self.check.max_abs_error if self.check else None,
                 "best_sketch": self.best.program.sketch if self.best else None}
 
@@ -62,6 +79,19 @@ def best_trial(trials: list[Trial], space: SearchSpace) -> Trial | None:
     return min(usable, key=lambda t: t.median_s, default=None)
 
 
+def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applied, float]]:
+    """Recorded trials as (program, seconds) for a strategy to learn from; programs whose sketch
+    changed since they were recorded are left out."""
+    out = []
+    for t in trials:
+        if t.program.sketch < len(space.sketches) and t.sketch_fingerprint == space.fingerprint(t.program.sketch):
+            try:
+                out.append((space.apply(t.program), t.median_s))
+            except InvalidProgram:
+                continue
+    return out
+
+
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
               progress: bool = True) -> TuneResult:
     config = validate(config)
@@ -70,33 +100,51 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
     store = RecordStore(work_dir)
     history = store.load(task.name)
     seen = {t.program.key() for t in history}
-    rng = np.random.default_rng([seed, len(history)])
-    propose = STRATEGIES[config.search]
+    strategy = STRATEGIES[config.search](space, space.config, np.random.default_rng([seed, len(history)]))
+    if history and len(history) < trials:
+        strategy.observe(replay_history(space, history))
     round_index = max((t.round for t in history), default=-1) + 1
+    rounds: list[dict] = []
     new = 0
     with LocalMeasurer(space.config) as measurer, \
             tqdm(total=trials, initial=min(len(history), trials), disable=not progress, desc=task.name,
                  unit="trial", leave=False) as bar:
         while len(history) < trials:
-            batch = propose(space, rng, min(config.trials_per_round, trials - len(history)), seen, space.config)
-            if not batch:
+            began = time.perf_counter()
+            proposals = strategy.propose(min(config.trials_per_round, trials - len(history)), seen)
+            proposed_s = time.perf_counter() - began
+            if not proposals:
                 break  # the space has nothing new to offer
-            results = measurer.measure(task, [a.mod for a in batch], seed=seed)
-            for applied, result in zip(batch, results):
-                trial = Trial(task.name, len(history), round_index, applied.program,
-                              space.fingerprint(applied.program.sketch), result.latencies_s, result.error,
-                              result.build_s, result.run_s, config.search, seed)
-                store.append(task, applied, trial)
+            results = measurer.measure(task, [p.applied.mod for p in proposals], seed=seed)
+            for proposal, result in zip(proposals, results):
+                meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents)}
+                trial = Trial(task.name, len(history), round_index, proposal.applied.program,
+                              space.fingerprint(proposal.applied.program.sketch), result.latencies_s,
+                              result.error, result.build_s, result.run_s, config.search, seed, meta)
+                store.append(task, proposal.applied, trial)
                 history.append(trial)
                 new += 1
-            round_index += 1
+            began = time.perf_counter()
+            strategy.observe([(p.applied, r.median_s) for p, r in zip(proposals, results)])
+            learned_s = time.perf_counter() - began
             best = best_trial(history, space)
-            bar.update(len(batch))
+            record = {"task": task.name, "round": round_index, "trials": len(history),
+                      "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
+                      "build_s": sum(r.build_s for r in results), "run_s": sum(r.run_s for r in results),
+                      "failed": sum(not r.ok for r in results),
+                      "rank_correlation": rank_correlation(np.array([p.score for p in proposals]),
+                                                           normalized_throughput(np.array([r.median_s for r in results]))),
+                      "best_ms": best.median_s * 1e3 if best else None}
+            rounds.append(record)
+            with open(os.path.join(work_dir, ROUNDS_FILE), "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            round_index += 1
+            bar.update(len(proposals))
             if best:
-                bar.set_postfix(best_ms=f"{best.median_s * 1e3:.3f}")
+                bar.set_postfix(best_ms=f"{best.median_s * 1e3:.3f}", search_s=f"{record['search_s']:.1f}")
     best = best_trial(history, space)
     best_applied = space.apply(best.program) if best else None
     check = (check_against_untuned(task, best_applied.mod, config.check_rtol, config.check_atol, seed)
              if best_applied else None)
     return TuneResult(task, best, best_applied, len(history), new, sum(not t.ok for t in history),
-                      space.valid_rate, time.perf_counter() - start, check, store.skipped_lines)
+                      space.valid_rate, time.perf_counter() - start, check, store.skipped_lines, rounds)

@@ -13,7 +13,9 @@ BAD = [
     (["tune-op", "gemm-64x64x64", "--target", "{not json"], "unknown target"),
     (["tune-op", "gemm-64x64x64", "--target", '{"kind": "llvmx"}'], "malformed target"),
     (["tune-op", "gemm-64x64x64", "--target", '{"kind": "llvm", "mcpu": "nonsense"}'], "malformed target"),
-    (["tune-op", "gemm-64x64x64", "--set", "population=3"], "--set"),
+    (["tune-op", "gemm-64x64x64", "--set", "no_such_field=3"], "--set"),
+    (["tune-op", "gemm-64x64x64", "--set", "mutators=tile_size:1,bogus:2"], "unknown mutator"),
+    (["tune-op", "gemm-64x64x64", "--set", "cost_model=gbdt"], "unknown cost model"),
     (["sketches", "gemm-64x64x64", "--set", "max_vector_length=abc"], "cannot read"),
 ]
 

@@ -34,7 +34,7 @@ def test_every_factorization_is_reachable(extent, n, cap):
 def test_sampling_reaches_every_factorization():
     import numpy as np
 
-    knob = Knob("tile x", extent=12, parts=3, max_innermost=64)
+    knob = Knob("tile x", "x", extent=12, parts=3, max_innermost=64)
     rng = np.random.default_rng(0)
     seen = {sample_knob(knob, None, rng) for _ in range(2000)}
     assert seen == set(factorizations(12, 3, 64))

@@ -1,0 +1,123 @@
+"""Cost models: score programs from their per-store feature matrices (higher = faster).
+
+`update` takes every program measured so far with its cost in seconds (inf = failed) and
+retrains from scratch, as Ansor does each round. The XGBoost model is Ansor's "pack-sum"
+regression: each store row gets a prediction, a program's score is the sum over its rows,
+and the squared error of that sum against the program's normalized throughput
+(best cost / cost, in (0, 1]) is weighted by the throughput, so the fast programs, the ones
+the search cares about, are fitted best.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+
+
+class CostModel(Protocol):
+    def update(self, features: list[np.ndarray], costs: np.ndarray) -> None: ...
+
+    def predict(self, features: list[np.ndarray]) -> np.ndarray: ...
+
+    @property
+    def trained(self) -> bool: ...
+
+
+def normalized_throughput(costs: np.ndarray) -> np.ndarray:
+    """best cost / cost: 1 for the fastest program, 0 for a failed one."""
+    costs = np.asarray(costs, dtype=float)
+    finite = np.isfinite(costs) & (costs > 0)
+    if not finite.any():
+        return np.zeros_like(costs)
+    best = costs[finite].min()
+    return np.where(finite, best / np.where(finite, costs, 1.0), 0.0)
+
+
+class RandomModel:
+    """Scores at random: the search without a model (an ablation baseline)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    trained = False
+
+    def update(self, features: list[np.ndarray], costs: np.ndarray) -> None:
+        pass
+
+    def predict(self, features: list[np.ndarray]) -> np.ndarray:
+        return self.rng.uniform(size=len(features))
+
+
+class XGBModel:
+    """Pack-sum XGBoost regression of normalized throughput."""
+
+    def __init__(self, rng: np.random.Generator, min_samples: int = 32, max_rounds: int = 300,
+                 early_stopping: int = 50):
+        self.rng = rng
+        self.min_samples = min_samples
+        self.max_rounds = max_rounds
+        self.early_stopping = early_stopping
+        self.params = {"max_depth": 10, "gamma": 0.001, "min_child_weight": 0, "eta": 0.2, "seed": 43,
+                       "nthread": 1, "disable_default_eval_metric": 1, "base_score": 0.0}
+        self.booster = None
+
+    @property
+    def trained(self) -> bool:
+        return self.booster is not None
+
+    @staticmethod
+    def _stack(features: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        rows = np.concatenate(features, axis=0)
+        group = np.repeat(np.arange(len(features)), [len(f) for f in features])
+        return rows, group
+
+    def update(self, features: list[np.ndarray], costs: np.ndarray) -> None:
+        import xgboost as xgb
+
+        if len(features) < self.min_samples:
+            return
+        labels = normalized_throughput(costs)
+        weights = np.maximum(labels, 1e-3)
+        rows, group = self._stack(features)
+        n_programs = len(features)
+        dtrain = xgb.DMatrix(rows)
+
+        def pack_sum(predictions: np.ndarray) -> np.ndarray:
+            return np.bincount(group, weights=predictions, minlength=n_programs)
+
+        def objective(predictions, _dtrain):
+            residual = pack_sum(predictions) - labels
+            return (weights * residual)[group], weights[group]
+
+        def metric(predictions, _dtrain):
+            residual = pack_sum(predictions) - labels
+            return "pack-sum-rmse", float(np.sqrt(np.average(residual ** 2, weights=weights)))
+
+        self.booster = xgb.train(self.params, dtrain, num_boost_round=self.max_rounds, obj=objective,
+                                 custom_metric=metric, evals=[(dtrain, "train")],
+                                 early_stopping_rounds=self.early_stopping, verbose_eval=False)
+
+    def predict(self, features: list[np.ndarray]) -> np.ndarray:
+        if self.booster is None:
+            return self.rng.uniform(size=len(features))  # no data yet: behave like random search
+        import xgboost as xgb
+
+        rows, group = self._stack(features)
+        predictions = self.booster.predict(xgb.DMatrix(rows), iteration_range=(0, self.booster.best_iteration + 1))
+        return np.bincount(group, weights=predictions, minlength=len(features))
+
+
+def make_cost_model(name: str, rng: np.random.Generator, min_samples: int) -> CostModel:
+    """`name` is one of config.COST_MODELS."""
+    return XGBModel(rng, min_samples=min_samples) if name == "xgb" else RandomModel(rng)
+
+
+def rank_correlation(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Spearman's rho (ties broken by order); nan when either side is constant."""
+    if len(predicted) < 2 or np.ptp(predicted) == 0 or np.ptp(measured) == 0:
+        return float("nan")
+    ranks_p = np.argsort(np.argsort(predicted)).astype(float)
+    ranks_m = np.argsort(np.argsort(measured)).astype(float)
+    return float(np.corrcoef(ranks_p, ranks_m)[0, 1])

@@ -1,0 +1,167 @@
+"""Evolutionary search: Ansor's search round, guided by a learned cost model.
+
+One round (`propose`):
+  1. initial population: the best programs measured so far (a share of the population) plus
+     fresh random programs of every sketch;
+  2. for a few generations, score the population with the cost model and breed the next one:
+     roulette selection on the predicted score, then mutation (one decision changed), crossover
+     between parents of the same sketch (block by block), or a plain copy;
+  3. keep the best-scored programs that were never measured; hand out the top ones, except for
+     an eps-greedy share of fresh random programs that keeps the model honest.
+
+After measurement, `observe` retrains the model on every program measured so far. Programs are
+plain (sketch, decisions) data, so all of this is bookkeeping over dictionaries; the only TVM
+work is replaying a program to read its features.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import SearchConfig
+from .cost_model import make_cost_model
+from .features import make_extractor
+from .mutate import crossover, mutate, parse_weights
+from .program import Applied, Program
+from .space import SearchSpace
+from .steps import InvalidProgram
+
+
+@dataclass
+class Proposal:
+    """A program handed out for measurement, and why."""
+
+    applied: Applied
+    score: float  # the cost model's prediction when it was chosen
+    origin: str  # random, copy, mutate:<mutator>, crossover
+    parents: tuple[str, ...] = ()  # program keys
+
+
+class EvolutionarySearch:
+    def __init__(self, space: SearchSpace, config: SearchConfig, rng: np.random.Generator):
+        self.space, self.config, self.rng = space, config, rng
+        self.model = make_cost_model(config.cost_model, rng, config.model_min_samples)
+        self.extract = make_extractor(config.features, space.task)
+        self.weights = parse_weights(config.mutators)
+        self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)
+        self._features: dict[str, np.ndarray] = {}
+        self._lineage: dict[str, tuple[str, tuple[str, ...]]] = {}  # key -> (origin, parents), this round
+
+    # ------------------------------------------------------------ model
+
+    def features(self, applied: Applied) -> np.ndarray:
+        key = applied.program.key()
+        if key not in self._features:
+            self._features[key] = self.extract(applied)
+        return self._features[key]
+
+    def score(self, population: list[Applied]) -> np.ndarray:
+        if not population:
+            return np.zeros(0)
+        return self.model.predict([self.features(a) for a in population])
+
+    def observe(self, measured: list[tuple[Applied, float]]) -> None:
+        """Record measured programs (seconds; inf = failed) and retrain the model on all of them."""
+        for applied, seconds in measured:
+            self.measured[applied.program.key()] = (applied, seconds)
+        keys = list(self.measured)
+        self.model.update([self.features(self.measured[k][0]) for k in keys],
+                          np.array([self.measured[k][1] for k in keys]))
+        # Only measured programs' features are worth keeping across rounds.
+        self._features = {k: v for k, v in self._features.items() if k in self.measured}
+
+    # ------------------------------------------------------------ one round
+
+    def _fresh(self, count: int, exclude: set[str]) -> list[Applied]:
+        out, keys = [], set(exclude)
+        for _ in range(count * self.config.max_sample_attempts):
+            if len(out) == count:
+                break
+            applied = self.space.random(self.rng)
+            if applied is not None and applied.program.key() not in keys:
+                keys.add(applied.program.key())
+                out.append(applied)
+                self._lineage[applied.program.key()] = ("random", ())
+        return out
+
+    def initial_population(self) -> list[Applied]:
+        c = self.config
+        ranked = sorted(self.measured.values(), key=lambda item: item[1])
+        best = [applied for applied, seconds in ranked if np.isfinite(seconds)]
+        best = best[:int(c.population * c.init_measured_ratio)]
+        for applied in best:
+            self._lineage[applied.program.key()] = ("copy", ())
+        fresh_count = max(c.population - len(best), c.min_fresh_random)
+        return best + self._fresh(fresh_count, {a.program.key() for a in best})
+
+    def _child(self, population: list[Applied], probabilities: np.ndarray,
+               cache: dict[str, Applied]) -> Applied | None:
+        c = self.config
+        parent = population[int(self.rng.choice(len(population), p=probabilities))]
+        draw = self.rng.random()
+        parents: tuple[str, ...] = (parent.program.key(),)
+        if draw < c.crossover_probability:
+            mates = [i for i, a in enumerate(population)
+                     if a.program.sketch == parent.program.sketch and a.program != parent.program]
+            if not mates:
+                return None
+            weights = probabilities[mates] / probabilities[mates].sum()
+            mate = population[mates[int(self.rng.choice(len(mates), p=weights))]]
+            program = crossover(parent.program, parent.knobs, mate.program, mate.knobs, self.rng)
+            origin, parents = "crossover", parents + (mate.program.key(),)
+        elif draw < c.crossover_probability + c.mutation_probability:
+            program, name = mutate(parent.program, parent.knobs, self.weights, self.rng)
+            origin = f"mutate:{name}"
+        else:
+            return parent
+        if program is None:
+            return None
+        key = program.key()
+        if key not in cache:
+            try:
+                cache[key] = self.space.apply(program)
+            except InvalidProgram:
+                return None
+            self._lineage.setdefault(key, (origin, parents))
+        return cache[key]
+
+    def next_generation(self, population: list[Applied], scores: np.ndarray) -> list[Applied]:
+        positive = np.maximum(scores, 0.0)
+        probabilities = positive / positive.sum() if positive.sum() > 0 else np.full(len(scores), 1 / len(scores))
+        cache = {a.program.key(): a for a in population}
+        children: list[Applied] = []
+        for _ in range(self.config.population * 4):
+            if len(children) == self.config.population:
+                break
+            child = self._child(population, probabilities, cache)
+            if child is not None:
+                children.append(child)
+        return children
+
+    def propose(self, count: int, seen: set[str]) -> list[Proposal]:
+        c = self.config
+        self._lineage = {}
+        population = self.initial_population()
+        candidates: dict[str, tuple[float, Applied]] = {}  # unmeasured programs met this round
+        for generation in range(c.generations + 1):
+            scores = self.score(population)
+            for applied, score in zip(population, scores):
+                key = applied.program.key()
+                if key not in seen and key not in self.measured:
+                    candidates[key] = (float(score), applied)
+            if generation < c.generations and population:
+                population = self.next_generation(population, scores)
+        n_random = int(round(c.eps_greedy * count))
+        ranked = sorted(candidates.items(), key=lambda kv: -kv[1][0])
+        chosen = [(key, score, applied) for key, (score, applied) in ranked[:count - n_random]]
+        taken = {key for key, _, _ in chosen}
+        randoms = self._fresh(count - len(chosen), seen | taken | set(self.measured))
+        chosen += [(a.program.key(), float(s), a) for a, s in zip(randoms, self.score(randoms))]
+        proposals = []
+        for key, score, applied in chosen:
+            seen.add(key)
+            origin, parents = self._lineage.get(key, ("random", ()))
+            proposals.append(Proposal(applied, score, origin, parents))
+        return proposals

@@ -1,0 +1,347 @@
+"""Per-store program features: what the cost model sees of a scheduled program.
+
+As in Ansor, a program is described store by store: for every `BufferStore` in the scheduled
+TIR, one row of numbers about the work it does, the loops around it and the memory it touches.
+The cost model scores rows and sums them per program ("pack-sum").
+
+The row is defined once, in `FEATURE_NAMES` (bump `FEATURE_VERSION` when it changes):
+
+- computation: arithmetic operations executed by this store, by kind;
+- loops: vector / unroll / parallel extents, auto-unroll depth, loop count, trip counts;
+- memory, for up to `ACCESS_SLOTS` buffers (the written one first, then reads by volume):
+  bytes moved, unique bytes (the footprint), cache lines, reuse (does an enclosing loop revisit
+  the same data; how far apart, how often), innermost stride;
+- arithmetic intensity: operations per unique byte under each loop level, outer to inner,
+  resampled to `CURVE_POINTS` points;
+- allocation: does the store write a scheduled cache buffer, and how large it is.
+
+Everything comes from interval arithmetic over the loop nest, computed by the code below; all
+counts are log2(1 + x)-scaled. `extract_tvm` wraps TVM's own `PerStoreFeature` (164 values) as
+the alternative feature set.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import tvm
+from tvm import tirx
+from tvm.s_tir.stmt import SBlock, SBlockRealize
+
+FEATURE_VERSION = 1
+ACCESS_SLOTS = 5
+CURVE_POINTS = 10
+CACHE_LINE_BYTES = 64
+
+COMPUTE_FEATURES = ("float_add_sub", "float_mul", "float_div_mod", "float_min_max", "float_compare_select",
+                    "float_math_call", "int_ops")
+LOOP_FEATURES = ("vector_extent", "vector_is_innermost", "unroll_extent", "parallel_extent", "parallel_loops",
+                 "auto_unroll_max_step", "loop_count", "trip_count", "innermost_extent", "reduction_trip_count")
+ACCESS_FEATURES = ("present", "is_write", "is_read", "bytes", "unique_bytes", "lines", "reuse_exists",
+                   "reuse_distance_iters", "reuse_distance_bytes", "reuse_count", "innermost_stride",
+                   "bytes_per_unique_byte")
+ALLOCATION_FEATURES = ("writes_cache_buffer", "cache_buffer_bytes")
+
+FEATURE_NAMES: tuple[str, ...] = (
+    COMPUTE_FEATURES + LOOP_FEATURES
+    + tuple(f"access{slot}_{name}" for slot in range(ACCESS_SLOTS) for name in ACCESS_FEATURES)
+    + tuple(f"intensity_curve_{i}" for i in range(CURVE_POINTS))
+    + ALLOCATION_FEATURES
+)
+
+
+def _log(x: float) -> float:
+    return math.log2(1.0 + max(x, 0.0))
+
+
+# ---------------------------------------------------------------- interval arithmetic over TIR
+
+
+def interval(expr, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Bounds of an integer expression when every variable ranges over its interval in `env`
+    (unknown variables count as 0)."""
+    if isinstance(expr, tirx.IntImm):
+        return int(expr.value), int(expr.value)
+    if isinstance(expr, tirx.Var):
+        return env.get(expr.name, (0, 0))
+    if isinstance(expr, tirx.Cast):
+        return interval(expr.value, env)
+    if isinstance(expr, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
+        (alo, ahi), (blo, bhi) = interval(expr.a, env), interval(expr.b, env)
+        if isinstance(expr, tirx.Add):
+            return alo + blo, ahi + bhi
+        if isinstance(expr, tirx.Sub):
+            return alo - bhi, ahi - blo
+        if isinstance(expr, tirx.Mul):
+            products = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
+            return min(products), max(products)
+        if isinstance(expr, tirx.Min):
+            return min(alo, blo), min(ahi, bhi)
+        if isinstance(expr, tirx.Max):
+            return max(alo, blo), max(ahi, bhi)
+        if blo == bhi and blo > 0:  # division by a positive constant, the only kind schedules make
+            if isinstance(expr, tirx.FloorDiv):
+                return alo // blo, ahi // blo
+            if ahi - alo + 1 >= blo or alo // blo != ahi // blo:
+                return 0, blo - 1
+            return alo % blo, ahi % blo
+    return 0, 0  # anything else (a load used as an index, ...) is treated as a constant
+
+
+# ---------------------------------------------------------------- walking the loop nest
+
+
+@dataclass(frozen=True)
+class Loop:
+    name: str
+    extent: int
+    kind: int  # tirx.ForKind
+    auto_unroll: int
+    is_reduction: bool  # drives a reduction iterator of the block below it
+
+
+@dataclass
+class Access:
+    buffer: str
+    shape: tuple[int, ...]
+    dtype_bytes: int
+    indices: list
+    is_write: bool
+    is_read: bool = False
+
+
+@dataclass
+class StoreContext:
+    loops: list[Loop]
+    bindings: dict  # block iterator name -> expression over loop variables
+    accesses: list[Access] = field(default_factory=list)
+    counts: dict[str, float] = field(default_factory=dict)
+    writes_cache: bool = False
+    cache_bytes: float = 0.0
+
+
+def _dtype_bytes(dtype) -> int:
+    return max(tvm.runtime.DataType(str(dtype)).bits // 8, 1)
+
+
+def _buffer_shape(buffer) -> tuple[int, ...]:
+    return tuple(int(d) if isinstance(d, tirx.IntImm) else 1 for d in buffer.shape)
+
+
+_BINARY_KIND = {tirx.Add: "add_sub", tirx.Sub: "add_sub", tirx.Mul: "mul", tirx.Div: "div_mod",
+                tirx.FloorDiv: "div_mod", tirx.FloorMod: "div_mod", tirx.Mod: "div_mod", tirx.Min: "min_max",
+                tirx.Max: "min_max", tirx.LT: "compare_select", tirx.LE: "compare_select",
+                tirx.GT: "compare_select", tirx.GE: "compare_select", tirx.EQ: "compare_select",
+                tirx.NE: "compare_select"}
+
+
+def _count_ops(expr, ctx: StoreContext) -> None:
+    """Tally the operations of a stored value, and collect the buffers it reads."""
+    if isinstance(expr, tvm.ir.TensorLoad):
+        ctx.accesses.append(Access(expr.source.name, _buffer_shape(expr.source), _dtype_bytes(expr.source.dtype),
+                                   list(expr.indices), is_write=False, is_read=True))
+        return  # index arithmetic is address computation, not work
+    kind = _BINARY_KIND.get(type(expr))
+    if kind is not None:
+        operand_is_float = str(expr.a.ty).startswith("float")
+        name = f"float_{kind}" if operand_is_float else "int_ops"
+        ctx.counts[name] = ctx.counts.get(name, 0) + 1
+    elif isinstance(expr, tirx.Select) or (isinstance(expr, tvm.ir.Call) and expr.op.name.endswith("if_then_else")):
+        ctx.counts["float_compare_select"] = ctx.counts.get("float_compare_select", 0) + 1
+    elif isinstance(expr, tvm.ir.Call):
+        ctx.counts["float_math_call"] = ctx.counts.get("float_math_call", 0) + 1
+    for attr in ("a", "b", "value", "condition", "true_value", "false_value"):
+        sub = getattr(expr, attr, None)
+        if isinstance(sub, tvm.ir.Expr):
+            _count_ops(sub, ctx)
+    for sub in getattr(expr, "args", None) or ():
+        if isinstance(sub, tvm.ir.Expr):
+            _count_ops(sub, ctx)
+
+
+def collect_stores(func: tirx.PrimFunc) -> list[StoreContext]:
+    """One context per BufferStore: the loops around it, the block bindings, its accesses."""
+    stores: list[StoreContext] = []
+    cache_buffers: dict[str, int] = {}
+
+    def visit(node, loops: list[Loop], bindings: dict, reduction_vars: set[str]) -> None:
+        if isinstance(node, tirx.SeqStmt):
+            for child in node.seq:
+                visit(child, loops, bindings, reduction_vars)
+        elif isinstance(node, tirx.For):
+            annotations = dict(node.annotations)
+            auto_unroll = int(annotations.get("pragma_auto_unroll_max_step", 0))
+            loop = Loop(node.loop_var.name, int(node.extent), int(node.kind), auto_unroll, False)
+            visit(node.body, loops + [loop], bindings, reduction_vars)
+        elif isinstance(node, SBlockRealize):
+            block = node.block
+            inner = dict(bindings)
+            reducing: set[str] = set()
+            for iv, value in zip(block.iter_vars, node.iter_values):
+                inner[iv.var.name] = value
+                if int(iv.iter_type) == 2:
+                    reducing |= {v.name for v in tirx.analysis.undefined_vars(value)}
+            for buf in block.alloc_buffers:
+                if str(buf.scope()) != "global":
+                    cache_buffers[buf.name] = math.prod(_buffer_shape(buf)) * _dtype_bytes(buf.dtype)
+            marked = [Loop(l.name, l.extent, l.kind, l.auto_unroll, l.name in reducing) for l in loops]
+            if block.init is not None:
+                visit(block.init, marked, inner, reducing)
+            visit(block.body, marked, inner, reducing)
+        elif isinstance(node, SBlock):
+            visit(node.body, loops, bindings, reduction_vars)
+        elif isinstance(node, tirx.BufferStore):
+            ctx = StoreContext(loops, bindings)
+            ctx.accesses.append(Access(node.buffer.name, _buffer_shape(node.buffer), _dtype_bytes(node.buffer.dtype),
+                                       list(node.indices), is_write=True))
+            _count_ops(node.value, ctx)
+            if node.buffer.name in cache_buffers:
+                ctx.writes_cache, ctx.cache_bytes = True, cache_buffers[node.buffer.name]
+            stores.append(ctx)
+        elif isinstance(node, tirx.IfThenElse):
+            visit(node.then_case, loops, bindings, reduction_vars)
+            if node.else_case is not None:
+                visit(node.else_case, loops, bindings, reduction_vars)
+        elif hasattr(node, "body"):
+            visit(node.body, loops, bindings, reduction_vars)
+
+    visit(func.body, [], {}, set())
+    return stores
+
+
+# ---------------------------------------------------------------- features of one store
+
+
+def _block_var_env(ctx: StoreContext, loop_env: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    env = dict(loop_env)
+    for name, value in ctx.bindings.items():
+        env[name] = interval(value, loop_env)
+    return env
+
+
+def _footprint(access: Access, env: dict[str, tuple[int, int]]) -> int:
+    """Elements in the bounding box the access touches under `env`."""
+    size = 1
+    for index, dim in zip(access.indices, access.shape):
+        lo, hi = interval(index, env)
+        size *= min(hi - lo + 1, dim)
+    return max(size, 1)
+
+
+def _flat_offset(access: Access, env: dict[str, tuple[int, int]]) -> int:
+    offset = 0
+    for index, dim in zip(access.indices, access.shape):
+        offset = offset * dim + interval(index, env)[0]
+    return offset
+
+
+def _loop_env(ctx: StoreContext, inside_from: int) -> dict[str, tuple[int, int]]:
+    """Loops before `inside_from` fixed at 0, loops from it inwards over their full range."""
+    return {l.name: (0, l.extent - 1) if i >= inside_from else (0, 0) for i, l in enumerate(ctx.loops)}
+
+
+def store_features(ctx: StoreContext) -> np.ndarray:
+    loops = ctx.loops
+    trips = math.prod(l.extent for l in loops)
+    row: dict[str, float] = {name: _log(ctx.counts.get(name, 0) * trips) for name in COMPUTE_FEATURES}
+
+    vector = [l for l in loops if l.kind == int(tirx.ForKind.VECTORIZED)]
+    parallel = [l for l in loops if l.kind == int(tirx.ForKind.PARALLEL)]
+    unrolled = [l for l in loops if l.kind == int(tirx.ForKind.UNROLLED)]
+    row.update(
+        vector_extent=_log(math.prod(l.extent for l in vector)) if vector else 0.0,
+        vector_is_innermost=float(bool(loops) and loops[-1].kind == int(tirx.ForKind.VECTORIZED)),
+        unroll_extent=_log(math.prod(l.extent for l in unrolled)) if unrolled else 0.0,
+        parallel_extent=_log(math.prod(l.extent for l in parallel)) if parallel else 0.0,
+        parallel_loops=float(len(parallel)),
+        auto_unroll_max_step=_log(max((l.auto_unroll for l in loops), default=0)),
+        loop_count=float(len(loops)),
+        trip_count=_log(trips),
+        innermost_extent=_log(loops[-1].extent) if loops else 0.0,
+        reduction_trip_count=_log(math.prod(l.extent for l in loops if l.is_reduction)),
+    )
+
+    # Footprints under every loop level: level 0 is the whole nest, level len(loops) one iteration.
+    envs = [_block_var_env(ctx, _loop_env(ctx, level)) for level in range(len(loops) + 1)]
+    point = envs[-1]
+    at_zero = _loop_env(ctx, len(loops))
+    steps = [_block_var_env(ctx, {**at_zero, loop.name: (1, 1)}) for loop in loops]  # one loop moved by 1
+    ranked = sorted(ctx.accesses, key=lambda a: (not a.is_write, -_footprint(a, envs[0])))
+    unique_per_level = np.zeros(len(loops) + 1)
+    for slot, access in enumerate(ranked):
+        footprints = [_footprint(access, env) for env in envs]
+        unique_per_level += np.array(footprints, dtype=float) * access.dtype_bytes
+        if slot >= ACCESS_SLOTS:
+            continue
+        prefix = f"access{slot}_"
+        moved = trips * access.dtype_bytes
+        unique = footprints[0] * access.dtype_bytes
+        stride, reuse_level = 0, None
+        for level in range(len(loops) - 1, -1, -1):  # innermost loop first
+            delta = abs(_flat_offset(access, steps[level]) - _flat_offset(access, point))
+            if delta and not stride:
+                stride = delta
+            if not delta and reuse_level is None and loops[level].extent > 1:
+                reuse_level = level
+        inner_stride_elems = stride if stride else 1
+        lines = unique / CACHE_LINE_BYTES if inner_stride_elems * access.dtype_bytes < CACHE_LINE_BYTES \
+            else footprints[0]
+        row.update({
+            prefix + "present": 1.0,
+            prefix + "is_write": float(access.is_write),
+            prefix + "is_read": float(access.is_read or any(l.is_reduction for l in loops) and access.is_write),
+            prefix + "bytes": _log(moved),
+            prefix + "unique_bytes": _log(unique),
+            prefix + "lines": _log(lines),
+            prefix + "reuse_exists": float(reuse_level is not None),
+            prefix + "reuse_distance_iters": _log(math.prod(l.extent for l in loops[reuse_level + 1:]))
+            if reuse_level is not None else 0.0,
+            prefix + "reuse_distance_bytes": _log(footprints[reuse_level + 1] * access.dtype_bytes)
+            if reuse_level is not None else 0.0,
+            prefix + "reuse_count": _log(loops[reuse_level].extent) if reuse_level is not None else 0.0,
+            prefix + "innermost_stride": _log(stride),
+            prefix + "bytes_per_unique_byte": _log(moved / max(unique, 1)),
+        })
+
+    ops = sum(ctx.counts.values())
+    levels = np.arange(len(loops) + 1)
+    inner_trips = np.array([math.prod(l.extent for l in loops[level:]) for level in levels], dtype=float)
+    intensity = ops * inner_trips / np.maximum(unique_per_level, 1.0)
+    curve = np.interp(np.linspace(0, len(loops), CURVE_POINTS), levels, intensity)
+    row.update({f"intensity_curve_{i}": _log(v) for i, v in enumerate(curve)})
+    row.update(writes_cache_buffer=float(ctx.writes_cache), cache_buffer_bytes=_log(ctx.cache_bytes))
+    return np.array([row.get(name, 0.0) for name in FEATURE_NAMES], dtype=np.float32)
+
+
+def extract(mod: tvm.IRModule) -> np.ndarray:
+    """The feature matrix of a scheduled module: one row per store."""
+    stores = collect_stores(mod["main"])
+    if not stores:
+        return np.zeros((1, len(FEATURE_NAMES)), dtype=np.float32)
+    return np.stack([store_features(ctx) for ctx in stores])
+
+
+# ---------------------------------------------------------------- feature sets
+
+
+def tvm_extractor(task) -> Callable:
+    """TVM's PerStoreFeature (Ansor's 164 features, computed in C++ by MetaSchedule)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    context = ms.TuneContext(mod=task.mod, target=task.target, num_threads=1)
+    extractor = ms.feature_extractor.PerStoreFeature()
+    args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
+
+    def extract_one(applied) -> np.ndarray:
+        (matrix,) = extractor.extract_from(context, [ms.MeasureCandidate(applied.sch, args)])
+        return matrix.numpy().astype(np.float32)
+
+    return extract_one
+
+
+def make_extractor(name: str, task) -> Callable:
+    """applied program -> feature matrix, for `name` in config.FEATURE_SETS."""
+    return tvm_extractor(task) if name == "tvm" else (lambda applied: extract(applied.mod))
