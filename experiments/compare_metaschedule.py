@@ -1,0 +1,76 @@
+"""minansor vs stock MetaSchedule at equal trials, task by task.
+
+    python experiments/compare_metaschedule.py --suite quick --budgets 64,200
+    python experiments/compare_metaschedule.py --tasks gemm-512x512x512,yolo-conv-52x52-128-128-3x3 --budgets 200
+
+Runs the two tuners one after the other for every task and budget (never in parallel: run
+nothing else on the machine meanwhile), then writes experiments/results/compare-<budget>.md
+(the table), compare-<budget>.png (tuning curves) and compare-<budget>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+
+from tqdm import tqdm
+
+from minansor.cli import format_table
+from minansor.compare import compare_task, geometric_mean_ratio, markdown, plot_curves, table_rows
+from minansor.config import SearchConfig, with_overrides
+from minansor.workloads import YOLO_LAYERS, make_task
+
+SUITES = {
+    "full": ["gemm-512x512x512", "gemm-1024x1024x1024"] + [n for n in YOLO_LAYERS if n.startswith("yolo-conv")],
+    "quick": ["gemm-512x512x512", "yolo-conv-104x104-64-64-3x3", "yolo-conv-52x52-128-128-3x3",
+              "yolo-conv-26x26-256-256-3x3", "yolo-conv-13x13-512-256-1x1"],
+}
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=SUITES, default="quick", help="task list (default quick)")
+    parser.add_argument("--tasks", help="comma-separated workloads instead of a suite")
+    parser.add_argument("--budgets", default="64,200", help="comma-separated trial budgets (default 64,200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
+    parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
+    args = parser.parse_args(argv)
+    names = args.tasks.split(",") if args.tasks else SUITES[args.suite]
+    config = with_overrides(SearchConfig(), args.set or [])
+    os.makedirs(RESULTS, exist_ok=True)
+    for budget in [int(b) for b in args.budgets.split(",")]:
+        results = []
+        for name in tqdm(names, desc=f"{budget} trials", unit="task"):
+            work_dir = os.path.join(args.work_dir, f"{budget}", name)
+            results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
+            stem = os.path.join(RESULTS, f"compare-{budget}")
+            command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
+            with open(stem + ".md", "w") as f:
+                f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
+            with open(stem + ".json", "w") as f:
+                json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
+            plot_curves(results, stem + ".png")
+        headers, rows = table_rows(results)
+        print(format_table(headers, rows))
+        print(f"geometric mean ratio (minansor / MetaSchedule) at {budget} trials: {geometric_mean_ratio(results):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Side by side with stock MetaSchedule (TVM's TensorIR port of Ansor).
+
+For one task: minansor's tuner, then MetaSchedule's `tune_tir`, one after the other on this
+machine, with the same trial budget and the same number of measurements per round. Each
+tuner's curve comes from its own measurements; the headline numbers do not: both best
+programs are re-measured here, alternately, with the same runner settings, so the ratio is
+not an artefact of two timing methods. numpy's sgemm is timed in the same run as the practical
+ceiling of this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import tvm
+from tvm.s_tir import meta_schedule as ms
+from tvm.ir.utils import derived_object
+
+from .config import SearchConfig
+from .measure import LocalMeasurer
+from .records import RecordStore
+from .task import Task
+from .tune import tune_task
+from .verify import check_against_untuned
+
+# MetaSchedule's profiler scopes that are measurement; everything else it times is search.
+_MS_MEASUREMENT_SCOPES = ("SendToBuilder", "SendToRunner", "JoinRunnerFutures")
+
+
+@dataclass
+class TunerRun:
+    name: str
+    best_ms: float  # re-measured side by side
+    own_best_ms: float  # as the tuner itself measured it
+    curve: list[float]  # best latency (ms) after each trial, by the tuner's own measurements
+    search_s_per_round: float
+    wall_s: float
+    check_ok: bool
+
+
+@dataclass
+class Comparison:
+    task: str
+    flops: float
+    trials: int
+    numpy_sgemm_gflops: float
+    minansor: TunerRun
+    metaschedule: TunerRun
+
+    @property
+    def ratio(self) -> float:
+        """minansor best latency / MetaSchedule best latency: below 1 means minansor is faster."""
+        return self.minansor.best_ms / self.metaschedule.best_ms
+
+    def gflops(self, run: TunerRun) -> float:
+        return self.flops / (run.best_ms * 1e-3) / 1e9
+
+
+def numpy_sgemm_gflops(n: int = 1024, repeats: int = 7) -> float:
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / float(np.median(times)) / 1e9
+
+
+def _best_so_far(latencies_ms: list[float]) -> list[float]:
+    return list(np.minimum.accumulate(np.array(latencies_ms, dtype=float))) if latencies_ms else []
+
+
+@derived_object
+class _RecordInOrder(ms.measure_callback.PyMeasureCallback):
+    """Keeps MetaSchedule's measured latencies in trial order (its database does not)."""
+
+    def __init__(self) -> None:
+        self.latencies_ms: list[float] = []
+
+    def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
+        for result in runner_results:
+            secs = [float(s) for s in result.run_secs] if result.run_secs and not result.error_msg else []
+            self.latencies_ms.append(1e3 * float(np.mean(secs)) if secs else math.inf)
+
+
+def run_metaschedule(task: Task, trials: int, per_round: int, work_dir: str, seed: int):
+    """Stock `tune_tir`; returns (best module, curve, search seconds per round, wall seconds)."""
+    recorder = _RecordInOrder()
+    start = time.perf_counter()
+    with ms.Profiler() as profiler:
+        database = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=trials,
+                               num_trials_per_iter=per_round, seed=seed,
+                               measure_callbacks=list(ms.measure_callback.MeasureCallback.create("default"))
+                               + [recorder])
+    wall = time.perf_counter() - start
+    times = {str(k): float(v) for k, v in profiler.get().items()}
+    search = times.get("Total", wall) - sum(times.get(k, 0.0) for k in _MS_MEASUREMENT_SCOPES)
+    rounds = max(1, math.ceil(len(recorder.latencies_ms) / per_round))
+    best = database.query_schedule(task.mod, task.target, workload_name="main")
+    return best.mod, _best_so_far(recorder.latencies_ms), search / rounds, wall
+
+
+def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, alternations: int = 5) -> list[float]:
+    """Median latency (ms) of each module, measured alternately `alternations` times."""
+    config = dataclasses.replace(config, number=1, repeat=5, min_repeat_ms=100)
+    samples: list[list[float]] = [[] for _ in mods]
+    with LocalMeasurer(config) as measurer:
+        for _ in range(alternations):
+            for i, result in enumerate(measurer.measure(task, mods)):
+                samples[i].extend(result.latencies_s or [math.inf])
+    return [1e3 * float(np.median(s)) for s in samples]
+
+
+def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int = 0,
+                 progress: bool = True) -> Comparison:
+    ours_dir, ms_dir = os.path.join(work_dir, "minansor"), os.path.join(work_dir, "metaschedule")
+    os.makedirs(ms_dir, exist_ok=True)
+    sgemm = numpy_sgemm_gflops()
+
+    ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
+    own_curve = _best_so_far([t.median_s * 1e3 for t in RecordStore(ours_dir).load(task.name)])
+    ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config.trials_per_round, ms_dir, seed)
+    ms_check = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed)
+
+    ours_ms, theirs_ms = remeasure(task, [ours.best_applied.mod, ms_mod], config)
+    return Comparison(
+        task.name, task.flops, trials, sgemm,
+        TunerRun("minansor", ours_ms, ours.best_ms, own_curve, ours.search_s_per_round, ours.wall_s,
+                 bool(ours.check and ours.check.ok)),
+        TunerRun("MetaSchedule", theirs_ms, ms_curve[-1] if ms_curve else math.inf, ms_curve, ms_search, ms_wall,
+                 ms_check.ok))
+
+
+# ---------------------------------------------------------------- reporting
+
+
+def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
+    headers = ["task", "trials", "minansor ms", "MetaSchedule ms", "ratio", "minansor GFLOPS",
+               "MetaSchedule GFLOPS", "% sgemm (ours / MS)", "search s/round (ours / MS)", "wall s (ours / MS)",
+               "checks"]
+    rows = []
+    for r in results:
+        a, b = r.minansor, r.metaschedule
+        rows.append([r.task, r.trials, f"{a.best_ms:.3f}", f"{b.best_ms:.3f}", f"{r.ratio:.3f}",
+                     f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}",
+                     f"{100 * r.gflops(a) / r.numpy_sgemm_gflops:.0f} / {100 * r.gflops(b) / r.numpy_sgemm_gflops:.0f}",
+                     f"{a.search_s_per_round:.1f} / {b.search_s_per_round:.1f}", f"{a.wall_s:.0f} / {b.wall_s:.0f}",
+                     "ok" if a.check_ok and b.check_ok else "FAILED"])
+    return headers, rows
+
+
+def geometric_mean_ratio(results: list[Comparison]) -> float:
+    return float(np.exp(np.mean([np.log(r.ratio) for r in results]))) if results else math.nan
+
+
+def markdown(results: list[Comparison], title: str, command: str, machine: str) -> str:
+    headers, rows = table_rows(results)
+    lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
+             f"numpy sgemm (1024³, same run): {results[0].numpy_sgemm_gflops:.0f} GFLOPS" if results else "", "",
+             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "
+                  "(below 1: minansor faster). Latencies are medians of both best programs re-measured alternately "
+                  "in the same run; search s/round is everything but building and running."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(results: list[Comparison], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(results))
+    rows = math.ceil(len(results) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
+    for ax, r in zip(axes.flat, results):
+        for run, style in ((r.minansor, "-"), (r.metaschedule, "--")):
+            ax.plot(range(1, len(run.curve) + 1), run.curve, style, label=run.name)
+        ax.set_title(r.task, fontsize=9)
+        ax.set_xlabel("trials")
+        ax.set_ylabel("best latency (ms, own measurement)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(results):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
