@@ -29,7 +29,7 @@ class SearchConfig:
     search: str = "evolutionary"
     trials_per_round: int = 64  # candidates built and measured together
     max_sample_attempts: int = 20  # tries per wanted program before a round gives up
-    population: int = 256
+    population: int = 192
     generations: int = 4
     mutation_probability: float = 0.85
     crossover_probability: float = 0.0  # taken before mutation; the rest of the draws copy
@@ -47,7 +47,7 @@ class SearchConfig:
     number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)
     repeat: int = 3  # timed repeats; the median is reported
     min_repeat_ms: int = 50
-    build_timeout_s: float = 15.0  # a program that takes longer to compile is not worth it
+    build_timeout_s: float = 10.0  # normal builds take well under a second
     run_timeout_s: float = 30.0
     build_workers: int = 2
 

@@ -60,35 +60,52 @@ def _log(x: float) -> float:
 # ---------------------------------------------------------------- interval arithmetic over TIR
 
 
-def interval(expr, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """Bounds of an integer expression when every variable ranges over its interval in `env`
-    (unknown variables count as 0)."""
+_OPS = {tirx.Add: "+", tirx.Sub: "-", tirx.Mul: "*", tirx.FloorDiv: "//", tirx.FloorMod: "%", tirx.Min: "min",
+        tirx.Max: "max"}
+
+
+def compile_index(expr) -> tuple:
+    """An integer TIR expression as nested tuples, so it can be evaluated many times without
+    going back to TVM: ("c", value) | ("v", name) | (op, a, b). Anything else counts as 0."""
     if isinstance(expr, tirx.IntImm):
-        return int(expr.value), int(expr.value)
+        return ("c", int(expr.value))
     if isinstance(expr, tirx.Var):
-        return env.get(expr.name, (0, 0))
+        return ("v", expr.name)
     if isinstance(expr, tirx.Cast):
-        return interval(expr.value, env)
-    if isinstance(expr, (tirx.Add, tirx.Sub, tirx.Mul, tirx.FloorDiv, tirx.FloorMod, tirx.Min, tirx.Max)):
-        (alo, ahi), (blo, bhi) = interval(expr.a, env), interval(expr.b, env)
-        if isinstance(expr, tirx.Add):
-            return alo + blo, ahi + bhi
-        if isinstance(expr, tirx.Sub):
-            return alo - bhi, ahi - blo
-        if isinstance(expr, tirx.Mul):
-            products = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
-            return min(products), max(products)
-        if isinstance(expr, tirx.Min):
-            return min(alo, blo), min(ahi, bhi)
-        if isinstance(expr, tirx.Max):
-            return max(alo, blo), max(ahi, bhi)
-        if blo == bhi and blo > 0:  # division by a positive constant, the only kind schedules make
-            if isinstance(expr, tirx.FloorDiv):
-                return alo // blo, ahi // blo
-            if ahi - alo + 1 >= blo or alo // blo != ahi // blo:
-                return 0, blo - 1
-            return alo % blo, ahi % blo
-    return 0, 0  # anything else (a load used as an index, ...) is treated as a constant
+        return compile_index(expr.value)
+    op = _OPS.get(type(expr))
+    if op is None:
+        return ("c", 0)
+    return (op, compile_index(expr.a), compile_index(expr.b))
+
+
+def interval(node: tuple, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """Bounds of a compiled expression when every variable ranges over its interval in `env`
+    (unknown variables count as 0)."""
+    op = node[0]
+    if op == "c":
+        return node[1], node[1]
+    if op == "v":
+        return env.get(node[1], (0, 0))
+    (alo, ahi), (blo, bhi) = interval(node[1], env), interval(node[2], env)
+    if op == "+":
+        return alo + blo, ahi + bhi
+    if op == "-":
+        return alo - bhi, ahi - blo
+    if op == "*":
+        products = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
+        return min(products), max(products)
+    if op == "min":
+        return min(alo, blo), min(ahi, bhi)
+    if op == "max":
+        return max(alo, blo), max(ahi, bhi)
+    if blo != bhi or blo <= 0:  # schedules only divide by positive constants
+        return 0, 0
+    if op == "//":
+        return alo // blo, ahi // blo
+    if ahi - alo + 1 >= blo or alo // blo != ahi // blo:
+        return 0, blo - 1
+    return alo % blo, ahi % blo
 
 
 # ---------------------------------------------------------------- walking the loop nest
@@ -108,7 +125,7 @@ class Access:
     buffer: str
     shape: tuple[int, ...]
     dtype_bytes: int
-    indices: list
+    indices: list  # compiled index expressions
     is_write: bool
     is_read: bool = False
 
@@ -116,7 +133,7 @@ class Access:
 @dataclass
 class StoreContext:
     loops: list[Loop]
-    bindings: dict  # block iterator name -> expression over loop variables
+    bindings: dict  # block iterator name -> compiled expression over loop variables
     accesses: list[Access] = field(default_factory=list)
     counts: dict[str, float] = field(default_factory=dict)
     writes_cache: bool = False
@@ -142,7 +159,7 @@ def _count_ops(expr, ctx: StoreContext) -> None:
     """Tally the operations of a stored value, and collect the buffers it reads."""
     if isinstance(expr, tvm.ir.TensorLoad):
         ctx.accesses.append(Access(expr.source.name, _buffer_shape(expr.source), _dtype_bytes(expr.source.dtype),
-                                   list(expr.indices), is_write=False, is_read=True))
+                                   [compile_index(i) for i in expr.indices], is_write=False, is_read=True))
         return  # index arithmetic is address computation, not work
     kind = _BINARY_KIND.get(type(expr))
     if kind is not None:
@@ -181,7 +198,7 @@ def collect_stores(func: tirx.PrimFunc) -> list[StoreContext]:
             inner = dict(bindings)
             reducing: set[str] = set()
             for iv, value in zip(block.iter_vars, node.iter_values):
-                inner[iv.var.name] = value
+                inner[iv.var.name] = compile_index(value)
                 if int(iv.iter_type) == 2:
                     reducing |= {v.name for v in tirx.analysis.undefined_vars(value)}
             for buf in block.alloc_buffers:
@@ -196,7 +213,7 @@ def collect_stores(func: tirx.PrimFunc) -> list[StoreContext]:
         elif isinstance(node, tirx.BufferStore):
             ctx = StoreContext(loops, bindings)
             ctx.accesses.append(Access(node.buffer.name, _buffer_shape(node.buffer), _dtype_bytes(node.buffer.dtype),
-                                       list(node.indices), is_write=True))
+                                       [compile_index(i) for i in node.indices], is_write=True))
             _count_ops(node.value, ctx)
             if node.buffer.name in cache_buffers:
                 ctx.writes_cache, ctx.cache_bytes = True, cache_buffers[node.buffer.name]

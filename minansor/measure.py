@@ -116,6 +116,7 @@ class LocalMeasurer:
         return latencies, None, time.perf_counter() - start
 
     def measure(self, task: Task, mods: list[tvm.IRModule], seed: int = 0) -> list[MeasureResult]:
+        """Build all, then run one at a time."""
         results = []
         for path, error, build_s in self.build(task, mods):
             if error is not None:
@@ -125,6 +126,10 @@ class LocalMeasurer:
             os.remove(path)
             results.append(MeasureResult(latencies, error, build_s, run_s))
         return results
+
+    def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
+        """Measure applied programs (anything with a `.mod`)."""
+        return self.measure(task, [a.mod for a in applied], seed)
 
     def close(self) -> None:
         self._build_pool.shutdown()
@@ -136,3 +141,26 @@ class LocalMeasurer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ReplayMeasurer:
+    """Answers from recorded results instead of hardware: the same seed and the same recorded
+    measurements then give the same search. A program never recorded is a failed trial."""
+
+    def __init__(self, recorded: dict[str, MeasureResult]):
+        self.recorded = recorded
+        self.misses = 0
+
+    def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
+        out = []
+        for key in (a.program.key() for a in applied):
+            if key not in self.recorded:
+                self.misses += 1
+            out.append(self.recorded.get(key, MeasureResult(None, "replay: program not recorded")))
+        return out
+
+    def __enter__(self) -> "ReplayMeasurer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass

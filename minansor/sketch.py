@@ -25,7 +25,7 @@ from tvm.s_tir import Schedule
 
 from . import analysis
 from .config import SearchConfig
-from .steps import (CacheWrite, ComputeLocation, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Step,
+from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Step,
                     Unroll, Vectorize)
 
 
@@ -212,11 +212,10 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
                if not is_tiled(steps, b) and b not in fused and not analysis.is_output_block(sch, b)
                and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]
     out: list[Step] = [ComputeLocation(b) for b in reversed(movable)]
+    reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
     for b in names:
-        out += [Vectorize(b), Parallel(b)]
-        if analysis.block_info(sch, b).has_reduction:
-            out.append(Unroll(b))
-    return tuple(out)
+        out += [Vectorize(b), Parallel(b)] + ([Unroll(b)] if b in reducing else [])
+    return tuple(out) + tuple(DecomposeReduction(b) for b in reducing)
 
 
 def generate_sketches(mod, config: SearchConfig, rules: tuple[Rule, ...] = CPU_RULES) -> list[Sketch]:

@@ -200,20 +200,14 @@ class Rfactor:
 
 @dataclass(frozen=True)
 class ComputeLocation:
-    """Where `block` is computed: inlined, at the root, or under one of the outer spatial loops
-    of its single consumer."""
+    """Where `block` is computed: inlined, at the root, or under any loop of its single
+    consumer (deep inside a reduction loop, a producer makes only the slice that iteration reads)."""
 
     block: str
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
         (consumer,) = analysis.consumers(sch, self.block) or (None,)
-        loops = []
-        if consumer is not None:
-            consumer_loops = sch.get_loops(sch.get_sblock(consumer))
-            for loop, kind in zip(consumer_loops, analysis.loop_kinds(sch, consumer, consumer_loops)):
-                if kind == REDUCTION:
-                    break
-                loops.append(loop)
+        loops = sch.get_loops(sch.get_sblock(consumer)) if consumer is not None else []
         choice = decide(Knob(f"location {self.block}", self.block, choices=("inline", "root", *range(len(loops)))), None)
         if choice == "inline":
             sch.compute_inline(sch.get_sblock(self.block))
@@ -320,3 +314,24 @@ class Unroll:
 
     def describe(self) -> str:
         return f"choose the auto-unroll depth of {self.block}"
+
+
+@dataclass(frozen=True)
+class DecomposeReduction:
+    """Hoist the reduction's initialization out of the reduction loops into its own block, so
+    the innermost loops carry no `if first iteration` branch and vectorize cleanly."""
+
+    block: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        if not analysis.has_block(sch, self.block):
+            return
+        block = sch.get_sblock(self.block)
+        loops = sch.get_loops(block)
+        kinds = analysis.loop_kinds(sch, self.block, loops)
+        first_reduction = next((l for l, k in zip(loops, kinds) if k == REDUCTION), None)
+        if first_reduction is not None:
+            sch.decompose_reduction(block, first_reduction)
+
+    def describe(self) -> str:
+        return f"initialize {self.block} outside its reduction loops"

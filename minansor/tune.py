@@ -93,7 +93,9 @@ def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applie
 
 
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
-              progress: bool = True) -> TuneResult:
+              progress: bool = True, measurer=None) -> TuneResult:
+    """Tune until `trials` are recorded in `work_dir`. `measurer` defaults to a LocalMeasurer;
+    a ReplayMeasurer answers from earlier records instead."""
     config = validate(config)
     start = time.perf_counter()
     space = SearchSpace(task, config)
@@ -106,7 +108,7 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
     round_index = max((t.round for t in history), default=-1) + 1
     rounds: list[dict] = []
     new = 0
-    with LocalMeasurer(space.config) as measurer, \
+    with measurer or LocalMeasurer(space.config) as measurer, \
             tqdm(total=trials, initial=min(len(history), trials), disable=not progress, desc=task.name,
                  unit="trial", leave=False) as bar:
         while len(history) < trials:
@@ -115,7 +117,7 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
             proposed_s = time.perf_counter() - began
             if not proposals:
                 break  # the space has nothing new to offer
-            results = measurer.measure(task, [p.applied.mod for p in proposals], seed=seed)
+            results = measurer.measure_programs(task, [p.applied for p in proposals], seed=seed)
             for proposal, result in zip(proposals, results):
                 meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents)}
                 trial = Trial(task.name, len(history), round_index, proposal.applied.program,

@@ -6,7 +6,7 @@ import pytest
 
 from minansor.config import SearchConfig
 from minansor.sketch import generate_sketches
-from minansor.steps import CacheWrite, ComputeLocation, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Unroll, Vectorize
+from minansor.steps import CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Unroll, Vectorize
 from minansor.workloads import make_task
 
 
@@ -56,7 +56,7 @@ def test_row_reduction_gets_both_rfactor_sketches_and_the_plain_one():
 def test_no_reuse_means_no_tiling(name):
     (only,) = sketches(name)
     assert only.steps == ()
-    assert all(isinstance(s, (Vectorize, Parallel, Unroll)) for s in only.annotations)
+    assert all(isinstance(s, (Vectorize, Parallel, Unroll, DecomposeReduction)) for s in only.annotations)
 
 
 def test_sketch_generation_is_deterministic():
