@@ -79,10 +79,10 @@ def cmd_tune_op(args) -> int:
               file=sys.stderr)
     check = result.check
     rows = [[task.name, f"{result.best_ms:.4f}", f"{result.gflops:.1f}", result.trials, result.new_trials,
-             result.failed, f"{result.valid_rate:.1%}", f"{result.wall_s:.1f}",
+             result.failed, f"{result.valid_rate:.1%}", f"{result.search_s_per_round:.2f}", f"{result.wall_s:.1f}",
              ("ok" if check.ok else "FAILED") if check else "-"]]
-    print(format_table(["task", "best ms", "GFLOPS", "trials", "new", "failed", "valid rate", "wall s", "check"],
-                       rows))
+    print(format_table(["task", "best ms", "GFLOPS", "trials", "new", "failed", "valid rate", "search s/round",
+                        "wall s", "check"], rows))
     if check and not check.ok:
         print(f"error: the best program is wrong: {check.detail}", file=sys.stderr)
     if result.best is None:
@@ -90,6 +90,19 @@ def cmd_tune_op(args) -> int:
     if args.json:
         print(json.dumps(result.summary()))
     return 0 if (result.best and check and check.ok) else 1
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_task, table_rows
+
+    task = make_task(args.workload, args.target)
+    if args.trials < 1:
+        raise UserError("--trials must be at least 1")
+    result = compare_task(task, args.trials, _config(args), args.work_dir, args.seed, progress=not args.no_progress)
+    headers, rows = table_rows([result])
+    print(format_table(headers, rows))
+    print(f"ratio minansor / MetaSchedule best latency: {result.ratio:.3f} (below 1: minansor faster)")
+    return 0 if result.minansor.check_ok and result.metaschedule.check_ok else 1
 
 
 # ---------------------------------------------------------------- parser
@@ -133,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a SearchConfig field, e.g. --set trials_per_round=32 (repeatable)")
+
+    p = add("compare", "Tune a workload with minansor, then with stock MetaSchedule (tune_tir), at equal trials "
+                       "and measurements per round; re-measure both best programs side by side.", cmd_compare)
+    p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD,
+                   help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
+    p.add_argument("--trials", type=int, default=64, help="trials for each tuner (default 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of both tuners (default 0)")
+    p.add_argument("--work-dir", default="work_dirs/compare-cli", help="records of both tuners")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
     return parser
 
 

@@ -143,7 +143,8 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
             round_index += 1
             bar.update(len(proposals))
             if best:
-                bar.set_postfix(best_ms=f"{best.median_s * 1e3:.3f}", search_s=f"{record['search_s']:.1f}")
+                bar.set_postfix(best_ms=f"{best.median_s * 1e3:.3f}", search_s=f"{record['search_s']:.1f}",
+                                rho=f"{record['rank_correlation']:.2f}")
     best = best_trial(history, space)
     best_applied = space.apply(best.program) if best else None
     check = (check_against_untuned(task, best_applied.mod, config.check_rtol, config.check_atol, seed)

@@ -49,7 +49,7 @@ def test_unwritable_work_dir_is_a_clean_error(tmp_path, capsys):
 
 
 def test_every_subcommand_has_help():
-    for command in ["workloads", "sketches", "tune-op"]:
+    for command in ["workloads", "sketches", "tune-op", "compare"]:
         done = subprocess.run([sys.executable, "-m", "minansor.cli", command, "--help"], capture_output=True, text=True)
         assert done.returncode == 0 and "usage:" in done.stdout
 
