@@ -19,8 +19,9 @@ class SearchConfig:
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
     max_innermost_tile: int = 64  # largest innermost split factor
+    tile_sampling: str = "per_prime"  # or "uniform" over all factorizations (see annotate.py)
     parallel_extent_per_core: int = 16  # fuse outer loops until extent >= this x cores
-    max_vector_length: int = 64  # largest product of innermost loops fused and vectorized
+    max_vector_length: int = 64  # random annotation vectorizes an innermost loop up to this extent
     unroll_steps: tuple[int, ...] = (0, 16, 64, 512)  # auto_unroll_max_step choices
     cache_write_scope: str = "local"
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
@@ -59,12 +60,15 @@ class SearchConfig:
 SEARCH_STRATEGIES = ("evolutionary", "random")
 COST_MODELS = ("xgb", "random")
 FEATURE_SETS = ("minansor", "tvm")
+TILE_SAMPLINGS = ("per_prime", "uniform")
 
 
 def validate(config: SearchConfig) -> SearchConfig:
     """Reject a config that names something that does not exist; one-line errors."""
     if config.search not in SEARCH_STRATEGIES:
         raise UserError(f"unknown search strategy {config.search!r}; choose from {', '.join(SEARCH_STRATEGIES)}")
+    if config.tile_sampling not in TILE_SAMPLINGS:
+        raise UserError(f"unknown tile sampling {config.tile_sampling!r}; choose from {', '.join(TILE_SAMPLINGS)}")
     if config.cost_model not in COST_MODELS:
         raise UserError(f"unknown cost model {config.cost_model!r}; choose from {', '.join(COST_MODELS)}")
     if config.features not in FEATURE_SETS:

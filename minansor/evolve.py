@@ -9,7 +9,8 @@ One round (`propose`):
   3. keep the best-scored programs that were never measured; hand out the top ones, except for
      an eps-greedy share of fresh random programs that keeps the model honest.
 
-After measurement, `observe` retrains the model on every program measured so far. Programs are
+After measurement, `observe` retrains the model on every program measured so far. Until the
+model has enough data to train, a round is plain random sampling. Programs are
 plain (sketch, decisions) data, so all of this is bookkeeping over dictionaries; the only TVM
 work is replaying a program to read its features.
 """
@@ -143,6 +144,10 @@ class EvolutionarySearch:
     def propose(self, count: int, seen: set[str]) -> list[Proposal]:
         c = self.config
         self._lineage = {}
+        if not self.model.trained:  # nothing learned yet: evolving on random scores is random search
+            fresh = self._fresh(count, seen | set(self.measured))
+            seen.update(a.program.key() for a in fresh)
+            return [Proposal(a, float("nan"), "random") for a in fresh]
         population = self.initial_population()
         candidates: dict[str, tuple[float, Applied]] = {}  # unmeasured programs met this round
         for generation in range(c.generations + 1):
