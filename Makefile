@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 # The main job on the embedded default: tune a YOLOv4-tiny conv layer on the local CPU.
 demo: $(STAMP)
-	$(VENV)/bin/minansor tune-op yolo-conv-104x104-64-64-3x3 --trials 64 --work-dir work_dirs/demo
+	$(VENV)/bin/minansor tune-op yolo-conv-104x104-64-64-3x3 --trials 128 --work-dir work_dirs/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

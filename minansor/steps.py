@@ -10,6 +10,7 @@ Steps are frozen dataclasses: hashable, printable, comparable.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,10 +52,7 @@ class Knob:
             return value in self.choices
         if not isinstance(value, tuple) or len(value) != self.parts or any(f < 1 for f in value):
             return False
-        product = 1
-        for f in value:
-            product *= f
-        return product == self.extent and value[-1] <= self.max_innermost
+        return math.prod(value) == self.extent and value[-1] <= self.max_innermost
 
 
 # (knob, preferred values or None) -> value. `preferred` is where random annotation should
