@@ -4,6 +4,7 @@ a schedule."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -80,19 +81,8 @@ class BlockInfo:
         return REDUCTION in self.kinds
 
     @property
-    def spatial_size(self) -> int:
-        return _product(e for k, e in zip(self.kinds, self.extents) if k == SPATIAL)
-
-    @property
     def reduction_size(self) -> int:
-        return _product(e for k, e in zip(self.kinds, self.extents) if k == REDUCTION)
-
-
-def _product(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
+        return math.prod(e for k, e in zip(self.kinds, self.extents) if k == REDUCTION)
 
 
 def _realize(sch: Schedule, name: str) -> SBlockRealize:

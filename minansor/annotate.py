@@ -30,14 +30,14 @@ def factorizations(extent: int, parts: int, max_innermost: int | None = None) ->
     if parts == 1:
         return ((extent,),) if max_innermost is None or extent <= max_innermost else ()
     out = []
-    for first in _divisors(extent):
+    for first in divisors(extent):
         for rest in factorizations(extent // first, parts - 1, max_innermost):
             out.append((first, *rest))
     return tuple(out)
 
 
 @lru_cache(maxsize=4096)
-def _divisors(n: int) -> tuple[int, ...]:
+def divisors(n: int) -> tuple[int, ...]:
     small = [d for d in range(1, int(n ** 0.5) + 1) if n % d == 0]
     return tuple(sorted(set(small + [n // d for d in small])))
 

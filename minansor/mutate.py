@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .annotate import _divisors
+from .annotate import divisors
 from .errors import UserError
 from .program import Program
 from .steps import Knob
@@ -36,7 +36,7 @@ def mutate_tile_size(program: Program, knobs: tuple[Knob, ...], rng: np.random.G
     factors = list(decisions[knob.name])
     source = _pick([i for i, f in enumerate(factors) if f > 1], rng)
     target = _pick([i for i in range(len(factors)) if i != source], rng)
-    divisor = _pick([d for d in _divisors(factors[source]) if d > 1], rng)
+    divisor = _pick([d for d in divisors(factors[source]) if d > 1], rng)
     factors[source] //= divisor
     factors[target] *= divisor
     if not knob.admits(tuple(factors)):
