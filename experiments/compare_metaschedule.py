@@ -4,8 +4,9 @@
     python experiments/compare_metaschedule.py --tasks gemm-512x512x512,yolo-conv-52x52-128-128-3x3 --budgets 200
 
 Runs the two tuners one after the other for every task and budget (never in parallel: run
-nothing else on the machine meanwhile), then writes experiments/results/compare-<budget>.md
-(the table), compare-<budget>.png (tuning curves) and compare-<budget>.json.
+nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
+(the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
+with --tasks.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in tqdm(names, desc=f"{budget} trials", unit="task"):
             work_dir = os.path.join(args.work_dir, f"{budget}", name)
             results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
-            stem = os.path.join(RESULTS, f"compare-{budget}")
+            stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
             command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
             with open(stem + ".md", "w") as f:
                 f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))

@@ -61,3 +61,14 @@ def test_same_seed_and_same_recorded_measurements_give_the_same_search(tmp_path,
         assert replay.misses == 0
         paths.append([t.program.key() for t in RecordStore(str(tmp_path / run)).load(task.name)])
     assert paths[0] == paths[1] == [t.program.key() for t in real]
+
+
+def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
+    code = main(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress",
+                 "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+    out = capsys.readouterr().out
+    assert code == 0
+    ratio = float(out.strip().splitlines()[-1].split(":")[1].split()[0])
+    assert ratio > 0
+    assert (tmp_path / "minansor" / "trials.jsonl").exists()
+    assert (tmp_path / "metaschedule" / "database_tuning_record.json").exists()
