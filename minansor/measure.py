@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 import tvm
-from tvm.support.popen_pool import PopenPoolExecutor, StatusKind
+from tvm.support.popen_pool import PopenPoolExecutor
 
 from .config import SearchConfig
 from .task import ArgSpec, Task
@@ -68,12 +68,12 @@ def _arg_tuples(task: Task) -> list[tuple]:
     return [(a.name, a.shape, a.dtype, a.is_output) for a in task.args]
 
 
-def _error_text(status, value) -> str:
-    if status == StatusKind.TIMEOUT:
+def _error_text(err: Exception) -> str:
+    """One line: "timeout", or the exception's type and last line (a compile error, a crash)."""
+    if isinstance(err, TimeoutError):
         return "timeout"
-    text = str(value).strip()
-    lines = [line for line in text.splitlines() if line.strip()]
-    return f"{type(value).__name__}: {lines[-1] if lines else text}"[:500]
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:500]
 
 
 class LocalMeasurer:
@@ -100,8 +100,7 @@ class LocalMeasurer:
                 seconds = future.result()
                 out.append((path, None, seconds))
             except Exception as err:  # a compile error, a crash, a timeout
-                status = StatusKind.TIMEOUT if isinstance(err, TimeoutError) else StatusKind.EXCEPTION
-                out.append((None, "build: " + _error_text(status, err), 0.0))
+                out.append((None, "build: " + _error_text(err), 0.0))
         return out
 
     def run(self, task: Task, path: str, seed: int) -> tuple[tuple[float, ...] | None, str | None, float]:
@@ -111,8 +110,7 @@ class LocalMeasurer:
         try:
             latencies = tuple(future.result())
         except Exception as err:
-            status = StatusKind.TIMEOUT if isinstance(err, TimeoutError) else StatusKind.EXCEPTION
-            return None, "run: " + _error_text(status, err), time.perf_counter() - start
+            return None, "run: " + _error_text(err), time.perf_counter() - start
         return latencies, None, time.perf_counter() - start
 
     def measure(self, task: Task, mods: list[tvm.IRModule], seed: int = 0) -> list[MeasureResult]:

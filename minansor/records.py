@@ -76,6 +76,8 @@ class RecordStore:
         self.trials_path = os.path.join(work_dir, TRIALS_FILE)
         self.skipped_lines = 0
         self._database: ms.database.JSONDatabase | None = None
+        self._workloads: dict[str, ms.database.Workload] = {}  # task name -> committed workload
+        self._line_start_checked = False
 
     @property
     def database(self) -> ms.database.JSONDatabase:
@@ -106,7 +108,9 @@ class RecordStore:
         """Record one measured trial: always in trials.jsonl, and in MetaSchedule's database
         when it ran."""
         if trial.ok:
-            workload = self.database.commit_workload(task.mod)
+            if task.name not in self._workloads:
+                self._workloads[task.name] = self.database.commit_workload(task.mod)
+            workload = self._workloads[task.name]
             self.database.commit_tuning_record(ms.database.TuningRecord(
                 applied.sch.trace, workload, list(trial.latencies_s), task.target,
                 ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])))
@@ -115,7 +119,11 @@ class RecordStore:
             f.write(json.dumps(trial.to_json()) + "\n")
 
     def _ensure_line_start(self) -> None:
-        """After a killed run the file may end mid-line; start the next record on a new line."""
+        """After a killed run the file may end mid-line; start the next record on a new line.
+        Only the file as found can end that way, so this is checked once."""
+        if self._line_start_checked:
+            return
+        self._line_start_checked = True
         if os.path.exists(self.trials_path) and os.path.getsize(self.trials_path) > 0:
             with open(self.trials_path, "rb") as f:
                 f.seek(-1, os.SEEK_END)
