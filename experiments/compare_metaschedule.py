@@ -6,7 +6,8 @@
 Runs the two tuners one after the other for every task and budget (never in parallel: run
 nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
-with --tasks.
+with --tasks. The files are rewritten after every task, and a task already in the .json is
+kept, not re-run: a killed run goes on where it stopped (--fresh starts over).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import sys
 from tqdm import tqdm
 
 from minansor.cli import format_table
-from minansor.compare import compare_task, geometric_mean_ratio, markdown, plot_curves, table_rows
+from minansor.compare import Comparison, compare_task, geometric_mean_ratio, markdown, plot_curves, table_rows
 from minansor.config import SearchConfig, with_overrides
 from minansor.workloads import YOLO_LAYERS, make_task
 
@@ -43,6 +44,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def previous_results(path: str) -> dict[str, Comparison]:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return {r.task: r for r in map(Comparison.from_dict, json.load(f))}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=SUITES, default="quick", help="task list (default quick)")
@@ -51,16 +59,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
+    parser.add_argument("--fresh", action="store_true", help="re-run tasks already in the results file")
     args = parser.parse_args(argv)
     names = args.tasks.split(",") if args.tasks else SUITES[args.suite]
     config = with_overrides(SearchConfig(), args.set or [])
     os.makedirs(RESULTS, exist_ok=True)
     for budget in [int(b) for b in args.budgets.split(",")]:
-        results = []
-        for name in tqdm(names, desc=f"{budget} trials", unit="task"):
+        stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
+        done = {} if args.fresh else previous_results(stem + ".json")
+        results = [done[name] for name in names if name in done]
+        for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials", unit="task"):
             work_dir = os.path.join(args.work_dir, f"{budget}", name)
             results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
-            stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
+            results.sort(key=lambda r: names.index(r.task))
             command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
             with open(stem + ".md", "w") as f:
                 f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))

@@ -58,6 +58,12 @@ class Comparison:
         """minansor best latency / MetaSchedule best latency: below 1 means minansor is faster."""
         return self.minansor.best_ms / self.metaschedule.best_ms
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "Comparison":
+        """Inverse of `dataclasses.asdict`, for results saved as JSON."""
+        runs = {key: TunerRun(**data[key]) for key in ("minansor", "metaschedule")}
+        return cls(**{**data, **runs})
+
     def gflops(self, run: TunerRun) -> float:
         return self.flops / (run.best_ms * 1e-3) / 1e9
 
