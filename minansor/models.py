@@ -7,6 +7,7 @@ Weights are bound into the Relax module as constants, so graph optimization can 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from typing import Callable
@@ -14,6 +15,14 @@ from typing import Callable
 import numpy as np
 from .errors import UserError
 from .network import InputSpec, Network
+
+
+@contextlib.contextmanager
+def _quiet_torch():
+    """Hide a FutureWarning torch raises about its own internals on every export."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+        yield
 
 
 def _torch_outputs(value) -> list[np.ndarray]:
@@ -28,8 +37,7 @@ def from_torch(module, example_inputs: list[np.ndarray], name: str) -> Network:
 
     module = module.eval()
     tensors = tuple(torch.from_numpy(x) for x in example_inputs)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)  # torch-internal noise
+    with torch.no_grad(), _quiet_torch():
         exported = torch.export.export(module, tensors)
     return _from_exported(exported, module, name)
 
@@ -38,7 +46,8 @@ def _from_exported(exported, module, name: str) -> Network:
     import torch
     from tvm.relax.frontend.torch import from_exported_program
 
-    mod = from_exported_program(exported)
+    with _quiet_torch():
+        mod = from_exported_program(exported)
     specs = [InputSpec(f"input{i}", tuple(int(d) for d in v.ty.shape), str(v.ty.dtype))
              for i, v in enumerate(mod["main"].params)]
 

@@ -248,6 +248,7 @@ class NetworkResult:
                 "tuned_ms": self.tuned.median_s * 1e3, "speedup": self.speedup,
                 "estimated_ms": self.tuning.estimated_s * 1e3, "tuned_check_ok": self.tuned_check.ok,
                 "tuned_max_abs_error": self.tuned_check.max_abs_error, "library": self.library,
+                "tuned_functions": self.tuned_functions,
                 "tasks": [{"name": t.name, "weight": t.weight, "flops": t.flops, "skipped": t.skipped}
                           for t in self.tasks],
                 "results": [r.summary() for r in self.tuning.results]}
