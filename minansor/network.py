@@ -140,19 +140,21 @@ def extract_tasks(fused: tvm.IRModule, target="cpu", config: SearchConfig | None
     config = config or SearchConfig()
     calls = Counter(name for b in _main_bindings(fused)
                     if isinstance(b.value, relax.Call) and (name := _callee(b.value)))
-    groups: dict[int, list[tuple[str, tvm.IRModule]]] = {}
+    groups: dict[int, list[tuple[tvm.IRModule, list[str]]]] = {}  # structural hash -> (module, names)
     for gv, func in fused.functions.items():
-        if isinstance(func, tirx.PrimFunc) and calls[gv.name_hint]:
-            mod = normalize_prim_func(func)
-            bucket = groups.setdefault(tvm_ffi.structural_hash(mod), [])
-            if not any(tvm_ffi.structural_equal(mod, other) for _, other in bucket):
-                bucket.append((gv.name_hint, mod))
-            else:  # same structure as one already seen: one more use of that task
-                bucket.append((gv.name_hint, None))
+        if not (isinstance(func, tirx.PrimFunc) and calls[gv.name_hint]):
+            continue
+        mod = normalize_prim_func(func)
+        same_hash = groups.setdefault(tvm_ffi.structural_hash(mod), [])
+        group = next((g for g in same_hash if tvm_ffi.structural_equal(mod, g[0])), None)
+        if group is None:
+            same_hash.append((mod, [gv.name_hint]))
+        else:
+            group[1].append(gv.name_hint)
     tasks = []
-    for bucket in groups.values():
-        names = tuple(sorted(name for name, _ in bucket))
-        name, mod = next((n, m) for n, m in bucket if m is not None)
+    for mod, names in (group for same_hash in groups.values() for group in same_hash):
+        names = tuple(sorted(names))
+        name = names[0]
         weight = sum(calls[n] for n in names)
         flops = float(tvm.s_tir.analysis.estimate_tir_flops(mod))
         try:

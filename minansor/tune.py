@@ -99,11 +99,13 @@ class TaskTuner:
     """One task's tuning state (search space, records, strategy), advanced a round at a time.
     `tune_task` drives one; the task scheduler drives many through one measurer and one store."""
 
-    def __init__(self, task: Task, config: SearchConfig, store: RecordStore, seed: int = 0):
+    def __init__(self, task: Task, config: SearchConfig, store: RecordStore, seed: int = 0,
+                 history: list[Trial] | None = None):
+        """`history`: the task's recorded trials when the caller has read them already."""
         self.task, self.store, self.seed = task, store, seed
         self.space = SearchSpace(task, validate(config))
         self.config = self.space.config
-        self.history = store.load(task.name)
+        self.history = store.load(task.name) if history is None else history
         self.seen = {t.program.key() for t in self.history}
         self.strategy = STRATEGIES[self.config.search](self.space, self.config,
                                                       np.random.default_rng([seed, len(self.history)]))
@@ -219,7 +221,9 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     start = time.perf_counter()
     config = validate(config)
     store = RecordStore(work_dir)
-    tuners = [TaskTuner(task, config, store, seed) for task in tasks]
+    recorded_trials = store.load()
+    tuners = [TaskTuner(task, config, store, seed, [t for t in recorded_trials if t.task == task.name])
+              for task in tasks]
     recorded = sum(len(t.history) for t in tuners)
     scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config,
                               np.random.default_rng([seed, recorded]))
