@@ -124,7 +124,8 @@ def cmd_tune_model(args) -> int:
                         for name, t, c in lines if t is not None]))
     if result.untuned:
         print(f"speedup {result.speedup:.2f}x after {result.tuning.trials} trials "
-              f"({len(result.tuned_functions)} tuned PrimFuncs); library: {result.library}")
+              f"({len(result.tuned_functions)} tuned PrimFuncs)")
+    print(f"library: {result.library}\nplot: {result.plot}")
     failed = [c.detail for c in checks if not c.ok]
     for detail in failed:
         print(f"error: {detail}", file=sys.stderr)

@@ -25,7 +25,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from .config import SearchConfig
 from .errors import UserError
-from .records import RecordStore
+from .records import RecordStore, Trial
 from .space import SearchSpace
 from .targets import resolve_target
 from .task import Task
@@ -238,6 +238,7 @@ class NetworkResult:
     tuned_check: CheckResult
     tuned_functions: list[str]  # PrimFuncs that got a tuned schedule in the build
     library: str  # the exported deployable library
+    plot: str  # estimated and measured latency vs trials (PNG)
 
     @property
     def speedup(self) -> float:
@@ -249,7 +250,7 @@ class NetworkResult:
                 "untuned_ms": self.untuned.median_s * 1e3 if self.untuned else None,
                 "tuned_ms": self.tuned.median_s * 1e3, "speedup": self.speedup,
                 "estimated_ms": self.tuning.estimated_s * 1e3, "tuned_check_ok": self.tuned_check.ok,
-                "tuned_max_abs_error": self.tuned_check.max_abs_error, "library": self.library,
+                "tuned_max_abs_error": self.tuned_check.max_abs_error, "library": self.library, "plot": self.plot,
                 "tuned_functions": self.tuned_functions,
                 "tasks": [{"name": t.name, "weight": t.weight, "flops": t.flops, "skipped": t.skipped}
                           for t in self.tasks],
@@ -271,6 +272,42 @@ class NetworkResult:
             rows.append([t.name, t.weight, f"{t.flops / 1e6:.1f}", result.trials,
                          f"{result.best_ms:.4f}" if result.best else "-", f"{share:.1%}", status])
         return ["task", "weight", "MFLOP", "trials", "best ms", "share", "note"], rows
+
+
+def estimated_latency_curve(trials: list[Trial], weights: dict[str, int]) -> list[tuple[int, float]]:
+    """(trials so far, sum of weight x best latency in seconds) after every trial, in recorded
+    order, from the first trial at which every task has a valid program."""
+    best: dict[str, float] = {}
+    curve = []
+    for count, trial in enumerate((t for t in trials if t.task in weights), start=1):
+        if trial.ok:
+            best[trial.task] = min(best.get(trial.task, math.inf), trial.median_s)
+        if len(best) == len(weights):
+            curve.append((count, sum(weights[name] * best[name] for name in weights)))
+    return curve
+
+
+def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_s: float, title: str,
+                 path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if curve:
+        ax.plot([c for c, _ in curve], [1e3 * s for _, s in curve], label="sum of weight x best task latency")
+    ax.axhline(1e3 * tuned_s, color="tab:green", linestyle="--", label=f"tuned network, measured ({1e3 * tuned_s:.2f} ms)")
+    if untuned_s:
+        ax.axhline(1e3 * untuned_s, color="tab:red", linestyle=":", label=f"untuned ({1e3 * untuned_s:.1f} ms)")
+    ax.set_yscale("log")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
@@ -302,5 +339,10 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     library = os.path.join(work_dir, f"{network.name}.so")
     executable.export_library(library)
     tuned = run(executable, inputs, repeats)
+    weights = {t.name: t.weight for t in tunable}
+    plot = os.path.join(work_dir, f"{network.name}.png")
+    plot_network(estimated_latency_curve(RecordStore(work_dir).load(), weights),
+                 untuned.median_s if untuned else None, tuned.median_s, f"{network.name}: {tuning.trials} trials", plot)
     return NetworkResult(network.name, before, after, tasks, tuning, untuned, tuned, untuned_check,
-                         check_against_reference(network, tuned.outputs, inputs, config), tuned_functions, library)
+                         check_against_reference(network, tuned.outputs, inputs, config), tuned_functions, library,
+                         plot)

@@ -88,7 +88,7 @@ def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["trials"] == 10 and summary["new_trials"] == 10 and summary["tuned_check_ok"]
     assert summary["tuned_ms"] < summary["untuned_ms"]  # naive loops vs any parallel schedule
-    assert os.path.getsize(summary["library"]) > 0
+    assert os.path.getsize(summary["library"]) > 0 and os.path.getsize(summary["plot"]) > 0
     assert len(summary["tuned_functions"]) == 5  # every fused PrimFunc got its record applied
     assert "fused_conv2d1_add_leaky_relu" in out and "speedup" in out
     # the same command with a larger budget measures only the difference
