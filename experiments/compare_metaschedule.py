@@ -2,12 +2,17 @@
 
     python experiments/compare_metaschedule.py --suite quick --budgets 64,200
     python experiments/compare_metaschedule.py --tasks gemm-512x512x512,yolo-conv-52x52-128-128-3x3 --budgets 200
+    python experiments/compare_metaschedule.py --model yolov4-tiny --budgets 200
 
 Runs the two tuners one after the other for every task and budget (never in parallel: run
 nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
 with --tasks. The files are rewritten after every task, and a task already in the .json is
 kept, not re-run: a killed run goes on where it stopped (--fresh starts over).
+
+With --model (a built-in name, an .onnx or a .pt2 file) the whole network is tuned by each
+tuner with the budget as its total trials (minansor's task scheduler vs MetaSchedule's
+`tune_relax`), and the end-to-end latencies are compared: compare-model-<name>-<budget>.md.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import sys
 from tqdm import tqdm
 
 from minansor.cli import format_table
-from minansor.compare import Comparison, compare_task, geometric_mean_ratio, markdown, plot_curves, table_rows
+from minansor.compare import Comparison, compare_network, compare_task, network_markdown, geometric_mean_ratio, markdown, plot_curves, table_rows
 from minansor.config import SearchConfig, with_overrides
+from minansor.models import load_model
 from minansor.workloads import YOLO_LAYERS, make_task
 
 SUITES = {
@@ -51,10 +57,25 @@ def previous_results(path: str) -> dict[str, Comparison]:
         return {r.task: r for r in map(Comparison.from_dict, json.load(f))}
 
 
+def compare_model(args, config, command: str) -> int:
+    network = load_model(args.model, args.seed)
+    for budget in [int(b) for b in args.budgets.split(",")]:
+        work_dir = os.path.join(args.work_dir, "model", network.name, f"{budget}")
+        result = compare_network(network, budget, config, work_dir, args.seed)
+        stem = os.path.join(RESULTS, f"compare-model-{network.name}-{budget}")
+        with open(stem + ".md", "w") as f:
+            f.write(network_markdown(result, command, machine()))
+        with open(stem + ".json", "w") as f:
+            json.dump(dataclasses.asdict(result), f, indent=1)
+        print(network_markdown(result, command, machine()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=SUITES, default="quick", help="task list (default quick)")
     parser.add_argument("--tasks", help="comma-separated workloads instead of a suite")
+    parser.add_argument("--model", help="compare on a whole network instead (built-in name, .onnx or .pt2)")
     parser.add_argument("--budgets", default="64,200", help="comma-separated trial budgets (default 64,200)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
@@ -64,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     names = args.tasks.split(",") if args.tasks else SUITES[args.suite]
     config = with_overrides(SearchConfig(), args.set or [])
     os.makedirs(RESULTS, exist_ok=True)
+    command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
+    if args.model:
+        return compare_model(args, config, command)
     for budget in [int(b) for b in args.budgets.split(",")]:
         stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
         done = {} if args.fresh else previous_results(stem + ".json")
@@ -72,7 +96,6 @@ def main(argv: list[str] | None = None) -> int:
             work_dir = os.path.join(args.work_dir, f"{budget}", name)
             results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
             results.sort(key=lambda r: names.index(r.task))
-            command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
             with open(stem + ".md", "w") as f:
                 f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
             with open(stem + ".json", "w") as f:

@@ -15,7 +15,11 @@ Map of the code, in the order a program is born, measured and recorded:
     measure.py        build pool + local runner; failures become failed trials
     records.py        MetaSchedule JSON database + trials.jsonl sidecar; resume
     verify.py         the best program checked against the untuned PrimFunc
-    tune.py           the tuning loop of one task
+    tune.py           the tuning loops: one task, or a network's tasks sharing one budget
+    scheduler.py      the task scheduler: which task gets the next round (Ansor's gradient)
+    models.py         networks from ONNX, torch.export (.pt2), PyTorch modules, built-ins
+    network.py        graph optimization, task extraction, tuned build, end-to-end timing
+    compare.py        side by side with stock MetaSchedule, per task or per network
     config.py         SearchConfig: every choice of the search in one frozen object
     cli.py            the `minansor` command
 """
@@ -24,7 +28,8 @@ from .config import SearchConfig
 from .program import Program
 from .space import SearchSpace
 from .task import Task
-from .tune import TuneResult, tune_task
+from .tune import TasksResult, TuneResult, tune_task, tune_tasks
 from .workloads import make_task
 
-__all__ = ["Program", "SearchConfig", "SearchSpace", "Task", "TuneResult", "make_task", "tune_task"]
+__all__ = ["Program", "SearchConfig", "SearchSpace", "Task", "TasksResult", "TuneResult", "make_task", "tune_task",
+           "tune_tasks"]

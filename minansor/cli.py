@@ -105,6 +105,35 @@ def cmd_compare(args) -> int:
     return 0 if result.minansor.check_ok and result.metaschedule.check_ok else 1
 
 
+def cmd_tune_model(args) -> int:
+    from .models import load_model
+    from .network import tune_network
+
+    if args.trials < 1:
+        raise UserError("--trials must be at least 1")
+    network = load_model(args.model, args.seed)
+    result = tune_network(network, _config(args), args.work_dir, args.trials, args.seed, args.target,
+                          progress=not args.no_progress, repeats=args.repeats,
+                          measure_untuned=not args.skip_untuned, log=lambda line: print(line, flush=True))
+    headers, rows = result.task_rows()
+    print(format_table(headers, rows))
+    checks = [result.tuned_check] + ([result.untuned_check] if result.untuned_check else [])
+    lines = [("untuned", result.untuned, result.untuned_check), ("tuned", result.tuned, result.tuned_check)]
+    print(format_table(["build", "median ms", f"max abs error vs {network.source}", "check"],
+                       [[name, f"{t.median_s * 1e3:.2f}", f"{c.max_abs_error:.2g}", "ok" if c.ok else "FAILED"]
+                        for name, t, c in lines if t is not None]))
+    if result.untuned:
+        print(f"speedup {result.speedup:.2f}x after {result.tuning.trials} trials "
+              f"({len(result.tuned_functions)} tuned PrimFuncs)")
+    print(f"library: {result.library}\nplot: {result.plot}")
+    failed = [c.detail for c in checks if not c.ok]
+    for detail in failed:
+        print(f"error: {detail}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.summary()))
+    return 1 if failed else 0
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -156,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-dir", default="work_dirs/compare-cli", help="records of both tuners")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
+
+    p = add("tune-model", "Tune a whole network: graph optimization, task extraction, the task scheduler over "
+                          "all tasks, the tuned build (exported as a library), and its end-to-end latency "
+                          "untuned vs tuned, checked against the source framework.", cmd_tune_model)
+    p.add_argument("model", help="an .onnx file, a .pt2 file (torch.export.save) or a built-in model: "
+                                 "convnet (small, minutes), yolov4-tiny (416x416, 20 classes, random weights)")
+    p.add_argument("--trials", type=int, default=200, help="total trials over all tasks in the work dir "
+                                                           "(default 200); re-running continues up to this count")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--work-dir", default="work_dirs/tune-model", help="records of all tasks (default "
+                                                                      "work_dirs/tune-model)")
+    p.add_argument("--repeats", type=int, default=5, help="timed end-to-end runs; the median is reported (default 5)")
+    p.add_argument("--skip-untuned", action="store_true", help="do not time the untuned build (slow for big models)")
+    p.add_argument("--json", action="store_true", help="end with one JSON object of the result")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override a SearchConfig field, e.g. --set task_scheduler=round_robin (repeatable)")
     return parser
 
 

@@ -23,7 +23,9 @@ from tvm.ir.utils import derived_object
 
 from .config import SearchConfig
 from .measure import LocalMeasurer
+from .network import Network, build, check_against_reference, optimize, run, tune_network
 from .records import RecordStore
+from .targets import resolve_target
 from .task import Task
 from .tune import tune_task
 from .verify import check_against_untuned
@@ -203,3 +205,68 @@ def plot_curves(results: list[Comparison], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- whole networks
+
+
+@dataclass
+class NetworkComparison:
+    network: str
+    trials: int
+    untuned_ms: float
+    minansor_ms: float  # end to end, both builds re-measured alternately
+    metaschedule_ms: float
+    minansor_wall_s: float  # tuning only
+    metaschedule_wall_s: float
+    minansor_check_ok: bool
+    metaschedule_check_ok: bool
+    tasks: int
+
+    @property
+    def ratio(self) -> float:
+        return self.minansor_ms / self.metaschedule_ms
+
+
+def compare_network(network: Network, trials: int, config: SearchConfig, work_dir: str, seed: int = 0, target="cpu",
+                    progress: bool = True, repeats: int = 5) -> NetworkComparison:
+    """minansor's `tune_network`, then MetaSchedule's `tune_relax` on the same fused module with
+    the same total trials and the same trials per round; both builds apply their records the
+    same way (MetaScheduleApplyDatabase) and are timed alternately in the Relax VM."""
+    target = resolve_target(target)
+    ours_dir = os.path.join(work_dir, "minansor")
+    ours = tune_network(network, config, ours_dir, trials, seed, target, progress=progress, repeats=repeats)
+    fused = optimize(network.mod)
+    per_round = max(1, min(config.trials_per_round, trials // len(ours.tuning.results)))
+    start = time.perf_counter()
+    database = ms.relax_integration.tune_relax(fused, {}, target, os.path.join(work_dir, "metaschedule"),
+                                               max_trials_global=trials, num_trials_per_iter=per_round, seed=seed)
+    ms_wall = time.perf_counter() - start
+    ms_executable, _ = build(fused, target, database)
+    ours_executable, _ = build(fused, target, RecordStore(ours_dir).database)
+    inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
+    samples: list[list[float]] = [[], []]
+    outputs = []
+    for _ in range(repeats):
+        for i, executable in enumerate((ours_executable, ms_executable)):
+            timing = run(executable, inputs, repeats=1)
+            samples[i].append(timing.median_s)
+            outputs.append(timing.outputs)
+    ms_check = check_against_reference(network, outputs[-1], inputs, config)
+    return NetworkComparison(network.name, trials, ours.untuned.median_s * 1e3,
+                             1e3 * float(np.median(samples[0])), 1e3 * float(np.median(samples[1])),
+                             ours.tuning.wall_s, ms_wall, ours.tuned_check.ok, ms_check.ok,
+                             len(ours.tuning.results))
+
+
+def network_markdown(r: NetworkComparison, command: str, machine: str) -> str:
+    return "\n".join([
+        f"# minansor vs MetaSchedule on {r.network}, {r.trials} trials in total", "",
+        f"Command: `{command}`", "", f"Machine: {machine}", "",
+        "| network | tasks | trials | untuned ms | minansor ms | MetaSchedule ms | ratio | tuning wall s (ours / MS) "
+        "| checks |", "|---|---|---|---|---|---|---|---|---|",
+        f"| {r.network} | {r.tasks} | {r.trials} | {r.untuned_ms:.2f} | {r.minansor_ms:.2f} | {r.metaschedule_ms:.2f} "
+        f"| {r.ratio:.3f} | {r.minansor_wall_s:.0f} / {r.metaschedule_wall_s:.0f} "
+        f"| {'ok' if r.minansor_check_ok and r.metaschedule_check_ok else 'FAILED'} |", "",
+        "End-to-end latencies are medians of both tuned builds run alternately in the Relax VM in the same "
+        "process; both builds apply their records with MetaScheduleApplyDatabase to the same fused module.", ""])

@@ -44,6 +44,13 @@ class SearchConfig:
     features: str = "minansor"  # or "tvm" (TVM's PerStoreFeature)
     model_min_samples: int = 32  # measured programs before the model is trusted
 
+    # --- the task scheduler (networks; see scheduler.py) ---
+    task_scheduler: str = "gradient"  # or "round_robin"
+    scheduler_alpha: float = 0.2  # weight of the backward (observed) gradient term
+    scheduler_beta: float = 2.0  # how far below a similar task's FLOPS a task is expected to stay
+    scheduler_backward_window: int = 3  # rounds over which the backward term is taken
+    task_early_stop_trials: int = 0  # stop a task after this many trials without improvement; 0 never
+
     # --- measurement ---
     number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)
     repeat: int = 3  # timed repeats; the median is reported
@@ -61,6 +68,7 @@ SEARCH_STRATEGIES = ("evolutionary", "random")
 COST_MODELS = ("xgb", "random")
 FEATURE_SETS = ("minansor", "tvm")
 TILE_SAMPLINGS = ("per_prime", "uniform")
+TASK_SCHEDULERS = ("gradient", "round_robin")
 
 
 def validate(config: SearchConfig) -> SearchConfig:
@@ -71,9 +79,12 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"unknown tile sampling {config.tile_sampling!r}; choose from {', '.join(TILE_SAMPLINGS)}")
     if config.cost_model not in COST_MODELS:
         raise UserError(f"unknown cost model {config.cost_model!r}; choose from {', '.join(COST_MODELS)}")
+    if config.task_scheduler not in TASK_SCHEDULERS:
+        raise UserError(f"unknown task scheduler {config.task_scheduler!r}; choose from {', '.join(TASK_SCHEDULERS)}")
     if config.features not in FEATURE_SETS:
         raise UserError(f"unknown feature set {config.features!r}; choose from {', '.join(FEATURE_SETS)}")
-    for name in ("mutation_probability", "crossover_probability", "eps_greedy", "init_measured_ratio"):
+    for name in ("mutation_probability", "crossover_probability", "eps_greedy", "init_measured_ratio",
+                 "scheduler_alpha"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise UserError(f"config field {name} must lie in [0, 1], got {getattr(config, name)}")
     if config.mutation_probability + config.crossover_probability > 1.0:
@@ -87,7 +98,8 @@ def validate(config: SearchConfig) -> SearchConfig:
     if any(not 1 <= level < n_spatial_levels for level in config.fusion_levels):
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
     positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
-                "max_sample_attempts", "number", "repeat", "build_workers", "population")
+                "max_sample_attempts", "number", "repeat", "build_workers", "population",
+                "scheduler_backward_window")
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")

@@ -87,6 +87,25 @@ class EvolutionarySearch:
                 self._lineage[applied.program.key()] = ("random", ())
         return out
 
+    def _mutants(self, count: int, fresh: list[Applied], seen: set[str]) -> list[Applied]:
+        """Up to `count` new programs mutated from the measured and `fresh` ones, parents drawn
+        uniformly: how a round is filled before the model can rank anything."""
+        population = [a for a, seconds in self.measured.values() if np.isfinite(seconds)] + fresh
+        exclude = seen | set(self.measured) | {a.program.key() for a in fresh}
+        out: list[Applied] = []
+        if not population:
+            return out
+        uniform = np.full(len(population), 1 / len(population))
+        cache = {a.program.key(): a for a in population}
+        for _ in range(count * self.config.max_sample_attempts):
+            if len(out) == count:
+                break
+            child = self._child(population, uniform, cache)
+            if child is not None and child.program.key() not in exclude:
+                exclude.add(child.program.key())
+                out.append(child)
+        return out
+
     def initial_population(self) -> list[Applied]:
         c = self.config
         ranked = sorted(self.measured.values(), key=lambda item: item[1])
@@ -146,8 +165,10 @@ class EvolutionarySearch:
         self._lineage = {}
         if not self.model.trained:  # nothing learned yet: evolving on random scores is random search
             fresh = self._fresh(count, seen | set(self.measured))
+            if len(fresh) < count:  # a small space in which random annotation repeats itself
+                fresh += self._mutants(count - len(fresh), fresh, seen)
             seen.update(a.program.key() for a in fresh)
-            return [Proposal(a, float("nan"), "random") for a in fresh]
+            return [Proposal(a, float("nan"), *self._lineage[a.program.key()]) for a in fresh]
         population = self.initial_population()
         candidates: dict[str, tuple[float, Applied]] = {}  # unmeasured programs met this round
         for generation in range(c.generations + 1):

@@ -1,6 +1,7 @@
-"""The tuning loop of one task: propose a round of programs, measure them, record every trial,
-let the strategy learn from them, repeat until the trial budget is spent; then check the best
-program against the untuned one.
+"""The tuning loops: one task (`tune_task`), or the tasks of a network sharing one budget
+(`tune_tasks`, the task scheduler picking who gets each round). A round: propose programs,
+measure them, record every trial, let the strategy learn from them. At the end each task's
+best program is checked against its untuned PrimFunc.
 
 The budget counts every trial in the work dir, so re-running the same command after an
 interruption finishes the budget without measuring anything twice. A resumed strategy first
@@ -14,6 +15,7 @@ features, prediction) and learning (model training). It is timed per round.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from .measure import LocalMeasurer
 from .program import Applied
 from .random_search import RandomSearch
 from .records import RecordStore, Trial
+from .scheduler import NO_PROGRAM_S, TaskProgress, TaskScheduler, objective_s, similarity_group
 from .space import SearchSpace
 from .steps import InvalidProgram
 from .task import Task
@@ -92,62 +95,161 @@ def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applie
     return out
 
 
+class TaskTuner:
+    """One task's tuning state (search space, records, strategy), advanced a round at a time.
+    `tune_task` drives one; the task scheduler drives many through one measurer and one store."""
+
+    def __init__(self, task: Task, config: SearchConfig, store: RecordStore, seed: int = 0,
+                 history: list[Trial] | None = None):
+        """`history`: the task's recorded trials when the caller has read them already."""
+        self.task, self.store, self.seed = task, store, seed
+        self.space = SearchSpace(task, validate(config))
+        self.config = self.space.config
+        self.history = store.load(task.name) if history is None else history
+        self.seen = {t.program.key() for t in self.history}
+        self.strategy = STRATEGIES[self.config.search](self.space, self.config,
+                                                      np.random.default_rng([seed, len(self.history)]))
+        self.round_index = max((t.round for t in self.history), default=-1) + 1
+        self.rounds: list[dict] = []  # this session's rounds (see ROUNDS_FILE)
+        self.new_trials = 0
+        self.exhausted = False  # the space had nothing new to offer
+        self._replayed = False
+
+    @property
+    def best(self) -> Trial | None:
+        return best_trial(self.history, self.space)
+
+    def tune_round(self, size: int, measurer) -> dict | None:
+        """Propose `size` new programs, measure and record them, learn from them; returns the
+        round's record, or None when the space has nothing new to offer."""
+        if not self._replayed:
+            self._replayed = True
+            if self.history:  # a resumed strategy re-learns from the records first
+                self.strategy.observe(replay_history(self.space, self.history))
+        began = time.perf_counter()
+        proposals = self.strategy.propose(size, self.seen)
+        proposed_s = time.perf_counter() - began
+        if not proposals:
+            self.exhausted = True
+            return None
+        results = measurer.measure_programs(self.task, [p.applied for p in proposals], seed=self.seed)
+        for proposal, result in zip(proposals, results):
+            meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents)}
+            trial = Trial(self.task.name, len(self.history), self.round_index, proposal.applied.program,
+                          self.space.fingerprint(proposal.applied.program.sketch), result.latencies_s,
+                          result.error, result.build_s, result.run_s, self.config.search, self.seed, meta)
+            self.store.append(self.task, proposal.applied, trial)
+            self.history.append(trial)
+            self.new_trials += 1
+        began = time.perf_counter()
+        self.strategy.observe([(p.applied, r.median_s) for p, r in zip(proposals, results)])
+        learned_s = time.perf_counter() - began
+        best = self.best
+        record = {"task": self.task.name, "round": self.round_index, "trials": len(self.history),
+                  "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
+                  "build_s": sum(r.build_s for r in results), "run_s": sum(r.run_s for r in results),
+                  "failed": sum(not r.ok for r in results),
+                  "rank_correlation": rank_correlation(np.array([p.score for p in proposals]),
+                                                       normalized_throughput(np.array([r.median_s for r in results]))),
+                  "best_ms": best.median_s * 1e3 if best else None}
+        self.rounds.append(record)
+        with open(os.path.join(self.store.work_dir, ROUNDS_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        self.round_index += 1
+        return record
+
+    def result(self, wall_s: float) -> TuneResult:
+        """The best program so far, checked against the untuned PrimFunc."""
+        best = self.best
+        best_applied = self.space.apply(best.program) if best else None
+        check = (check_against_untuned(self.task, best_applied.mod, self.config.check_rtol, self.config.check_atol,
+                                       self.seed) if best_applied else None)
+        return TuneResult(self.task, best, best_applied, len(self.history), self.new_trials,
+                          sum(not t.ok for t in self.history), self.space.valid_rate, wall_s, check,
+                          self.store.skipped_lines, self.rounds)
+
+
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
               progress: bool = True, measurer=None) -> TuneResult:
     """Tune until `trials` are recorded in `work_dir`. `measurer` defaults to a LocalMeasurer;
     a ReplayMeasurer answers from earlier records instead."""
-    config = validate(config)
     start = time.perf_counter()
-    space = SearchSpace(task, config)
-    store = RecordStore(work_dir)
-    history = store.load(task.name)
-    seen = {t.program.key() for t in history}
-    strategy = STRATEGIES[config.search](space, space.config, np.random.default_rng([seed, len(history)]))
-    if history and len(history) < trials:
-        strategy.observe(replay_history(space, history))
-    round_index = max((t.round for t in history), default=-1) + 1
-    rounds: list[dict] = []
-    new = 0
-    with measurer or LocalMeasurer(space.config) as measurer, \
-            tqdm(total=trials, initial=min(len(history), trials), disable=not progress, desc=task.name,
+    tuner = TaskTuner(task, config, RecordStore(work_dir), seed)
+    with measurer or LocalMeasurer(tuner.config) as measurer, \
+            tqdm(total=trials, initial=min(len(tuner.history), trials), disable=not progress, desc=task.name,
                  unit="trial", leave=False) as bar:
-        while len(history) < trials:
-            began = time.perf_counter()
-            proposals = strategy.propose(min(config.trials_per_round, trials - len(history)), seen)
-            proposed_s = time.perf_counter() - began
-            if not proposals:
-                break  # the space has nothing new to offer
-            results = measurer.measure_programs(task, [p.applied for p in proposals], seed=seed)
-            for proposal, result in zip(proposals, results):
-                meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents)}
-                trial = Trial(task.name, len(history), round_index, proposal.applied.program,
-                              space.fingerprint(proposal.applied.program.sketch), result.latencies_s,
-                              result.error, result.build_s, result.run_s, config.search, seed, meta)
-                store.append(task, proposal.applied, trial)
-                history.append(trial)
-                new += 1
-            began = time.perf_counter()
-            strategy.observe([(p.applied, r.median_s) for p, r in zip(proposals, results)])
-            learned_s = time.perf_counter() - began
-            best = best_trial(history, space)
-            record = {"task": task.name, "round": round_index, "trials": len(history),
-                      "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
-                      "build_s": sum(r.build_s for r in results), "run_s": sum(r.run_s for r in results),
-                      "failed": sum(not r.ok for r in results),
-                      "rank_correlation": rank_correlation(np.array([p.score for p in proposals]),
-                                                           normalized_throughput(np.array([r.median_s for r in results]))),
-                      "best_ms": best.median_s * 1e3 if best else None}
-            rounds.append(record)
-            with open(os.path.join(work_dir, ROUNDS_FILE), "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-            round_index += 1
-            bar.update(len(proposals))
-            if best:
-                bar.set_postfix(best_ms=f"{best.median_s * 1e3:.3f}", search_s=f"{record['search_s']:.1f}",
+        while len(tuner.history) < trials:
+            record = tuner.tune_round(min(config.trials_per_round, trials - len(tuner.history)), measurer)
+            if record is None:
+                break
+            bar.update(record["trials"] - bar.n)
+            if record["best_ms"] is not None:
+                bar.set_postfix(best_ms=f"{record['best_ms']:.3f}", search_s=f"{record['search_s']:.1f}",
                                 rho=f"{record['rank_correlation']:.2f}")
-    best = best_trial(history, space)
-    best_applied = space.apply(best.program) if best else None
-    check = (check_against_untuned(task, best_applied.mod, config.check_rtol, config.check_atol, seed)
-             if best_applied else None)
-    return TuneResult(task, best, best_applied, len(history), new, sum(not t.ok for t in history),
-                      space.valid_rate, time.perf_counter() - start, check, store.skipped_lines, rounds)
+    return tuner.result(time.perf_counter() - start)
+
+
+@dataclass
+class TasksResult:
+    results: list[TuneResult]  # per task, in the order given
+    progress: list[TaskProgress]  # the scheduler's view: rounds, best per round, why stopped
+    trials: int  # all recorded trials of these tasks
+    new_trials: int
+    wall_s: float
+
+    @property
+    def estimated_s(self) -> float:
+        """Sum of weight x best latency: the network's latency as the tasks' bests predict it."""
+        return objective_s(self.progress)
+
+
+def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
+    task = tuner.task
+    progress = TaskProgress(task.name, task.weight, task.flops, similarity_group(task.name))
+    done: list[Trial] = []
+    for round_index in sorted({t.round for t in tuner.history}):
+        done += [t for t in tuner.history if t.round == round_index]
+        best = best_trial(done, tuner.space)
+        progress.record_round(best.median_s if best else None, len(done))
+    return progress
+
+
+def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
+               progress: bool = True, measurer=None) -> TasksResult:
+    """Tune `tasks` until `trials` are recorded for them in `work_dir`, in rounds of
+    min(trials_per_round, trials / number of tasks) handed out by the task scheduler."""
+    start = time.perf_counter()
+    config = validate(config)
+    store = RecordStore(work_dir)
+    recorded_trials = store.load()
+    tuners = [TaskTuner(task, config, store, seed, [t for t in recorded_trials if t.task == task.name])
+              for task in tasks]
+    recorded = sum(len(t.history) for t in tuners)
+    scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config,
+                              np.random.default_rng([seed, recorded]))
+    for i in range(len(tuners)):
+        scheduler.update_stop(i)
+    per_round = max(1, min(config.trials_per_round, trials // max(1, len(tasks))))
+    with measurer or LocalMeasurer(config) as measurer, \
+            tqdm(total=trials, initial=min(recorded, trials), disable=not progress, desc="tuning",
+                 unit="trial") as bar:
+        while recorded < trials and (i := scheduler.next_task()) is not None:
+            tuner = tuners[i]
+            before = len(tuner.history)
+            record = tuner.tune_round(min(per_round, trials - recorded), measurer)
+            if record is None:
+                scheduler.stop(i, "no new programs left in its space")
+                tqdm.write(f"{tuner.task.name}: no more rounds ({scheduler.tasks[i].stopped})")
+                continue
+            best = tuner.best
+            scheduler.record_round(i, best.median_s if best else None, len(tuner.history))
+            recorded += len(tuner.history) - before
+            if scheduler.tasks[i].stopped:
+                tqdm.write(f"{tuner.task.name}: no more rounds ({scheduler.tasks[i].stopped})")
+            bar.update(min(recorded, trials) - bar.n)
+            estimate = objective_s(scheduler.tasks)
+            bar.set_postfix_str(f"{tuner.task.name}: {record['best_ms'] or math.inf:.3f} ms, network ~"
+                                + (f"{estimate * 1e3:.1f} ms" if estimate < NO_PROGRAM_S else "?"))
+    return TasksResult([t.result(time.perf_counter() - start) for t in tuners], scheduler.tasks,
+                       sum(len(t.history) for t in tuners), sum(t.new_trials for t in tuners),
+                       time.perf_counter() - start)

@@ -27,12 +27,22 @@ def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: floa
         arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
         tvm.compile(candidate, target=task.target).mod["main"](*arrays)
         outputs.append([a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output])
-    worst, detail = 0.0, "outputs match"
-    ok = True
-    for spec, want, got in zip([s for s in task.args if s.is_output], *outputs):
-        err = float(np.max(np.abs(want.astype(np.float64) - got))) if want.size else 0.0
+    names = [spec.name for spec in task.args if spec.is_output]
+    return compare_outputs(names, outputs[0], outputs[1], rtol, atol, "the untuned program")
+
+
+def compare_outputs(names: list[str], want: list[np.ndarray], got: list[np.ndarray], rtol: float, atol: float,
+                    reference: str) -> CheckResult:
+    """allclose per output, with atol scaled by the output's magnitude (at least 1)."""
+    if len(want) != len(got):
+        return CheckResult(False, float("inf"), f"{len(got)} outputs, {reference} has {len(want)}")
+    worst, detail, ok = 0.0, "outputs match", True
+    for name, w, g in zip(names, want, got):
+        if w.shape != g.shape:
+            return CheckResult(False, float("inf"), f"{name} has shape {g.shape}, {reference} gives {w.shape}")
+        err = float(np.max(np.abs(w.astype(np.float64) - g))) if w.size else 0.0
         worst = max(worst, err)
-        scale = float(np.max(np.abs(want))) if want.size else 0.0
-        if not np.allclose(got, want, rtol=rtol, atol=atol * max(scale, 1.0)):
-            ok, detail = False, f"{spec.name} differs from the untuned program (max abs error {err:.3g})"
+        scale = float(np.max(np.abs(w))) if w.size else 0.0
+        if not np.allclose(g, w, rtol=rtol, atol=atol * max(scale, 1.0)):
+            ok, detail = False, f"{name} differs from {reference} (max abs error {err:.3g})"
     return CheckResult(ok, worst, detail)

@@ -1,0 +1,348 @@
+"""A whole network in TVM Relax: graph optimization, task extraction, the build with tuned
+records applied, end-to-end timing, and the numerical check against the source framework.
+
+Import is in models.py (ONNX files, exported PyTorch programs, built-in models). Tasks come
+from the *fused* module (one per distinct fused PrimFunc) and the records are applied to that
+same fused module, PrimFunc by PrimFunc, the way MetaSchedule's own pass looks them up: by the
+structural hash of the PrimFunc normalized to a one-function module. (Applying records to the
+raw module instead only works through a pipeline that fuses it again the same way.)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tvm
+import tvm_ffi
+from tvm import relax, tirx
+from tvm.s_tir import meta_schedule as ms
+
+from .config import SearchConfig
+from .errors import UserError
+from .records import RecordStore, Trial
+from .space import SearchSpace
+from .targets import resolve_target
+from .task import Task
+from .tune import TasksResult, tune_tasks
+from .verify import CheckResult, compare_outputs
+
+# MetaSchedule's own normalization, so our workloads are exactly the modules its
+# MetaScheduleApplyDatabase pass queries.
+normalize_prim_func: Callable[[tirx.PrimFunc], tvm.IRModule] = tvm.get_global_func(
+    "tvm.s_tir.meta_schedule.normalize_mod")
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def random(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.0, 1.0, self.shape).astype(self.dtype)
+
+
+@dataclass
+class Network:
+    """An imported model: its Relax module (weights bound as constants), its inputs, and the
+    source framework's forward function for the numerical check."""
+
+    name: str
+    mod: tvm.IRModule
+    inputs: tuple[InputSpec, ...]
+    reference: Callable[[list[np.ndarray]], list[np.ndarray]]
+    source: str  # "onnx" | "pytorch"
+
+
+# ------------------------------------------------------------------ graph optimization
+
+GRAPH_PASSES: tuple[tuple[str, Callable[[], tvm.transform.Pass]], ...] = (
+    ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
+    ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
+    ("fold constants", relax.transform.FoldConstant),
+    ("legalize operators to TIR", relax.transform.LegalizeOps),
+    ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
+    ("fold constants", relax.transform.FoldConstant),
+    ("fuse operators", relax.transform.FuseOps),
+    ("fuse TIR", relax.transform.FuseTIR),
+    ("remove dead code", relax.transform.DeadCodeElimination),
+)
+
+
+def optimize(mod: tvm.IRModule) -> tvm.IRModule:
+    """The graph-level pipeline: BN folded into conv, constants folded, operators lowered to
+    TIR and fused into one PrimFunc per fused group."""
+    return tvm.transform.Sequential([make() for _, make in GRAPH_PASSES])(mod)
+
+
+def _main_bindings(mod: tvm.IRModule):
+    for block in mod["main"].body.blocks:
+        yield from block.bindings
+
+
+def _callee(call: relax.Call) -> str | None:
+    """The PrimFunc a call_tir calls, or None for any other call."""
+    if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir":
+        return call.args[0].name_hint
+    return None
+
+
+def graph_summary(mod: tvm.IRModule) -> dict[str, int]:
+    """Counts that show what graph optimization did: operators called by main, calls of
+    PrimFuncs, and the PrimFuncs themselves."""
+    ops: Counter = Counter()
+    tir_calls = 0
+    for binding in _main_bindings(mod):
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+            if _callee(value) is None:
+                ops[value.op.name] += 1
+            else:
+                tir_calls += 1
+    prim_funcs = sum(isinstance(f, tirx.PrimFunc) for f in mod.functions.values())
+    return {"operator calls": sum(ops.values()), "distinct operators": len(ops), "PrimFunc calls": tir_calls,
+            "PrimFuncs": prim_funcs}
+
+
+# ------------------------------------------------------------------ task extraction
+
+
+@dataclass
+class NetworkTask:
+    """One distinct fused PrimFunc of the network."""
+
+    name: str  # the first fused function of this structure
+    functions: tuple[str, ...]  # every fused function with this structure
+    weight: int  # calls in the network
+    flops: float
+    task: Task | None  # None when there is nothing to tune
+    skipped: str = ""  # why it is not tuned
+
+
+def _has_decisions(space: SearchSpace) -> bool:
+    rng = np.random.default_rng(0)
+    for sketch in range(len(space.sketches)):
+        program = space.random(rng, sketch)
+        if program is not None and program.program.decisions:
+            return True
+    return False
+
+
+def extract_tasks(fused: tvm.IRModule, target="cpu", config: SearchConfig | None = None) -> list[NetworkTask]:
+    """One task per distinct fused PrimFunc (structural hash), weighted by its calls."""
+    target = resolve_target(target)
+    config = config or SearchConfig()
+    calls = Counter(name for b in _main_bindings(fused)
+                    if isinstance(b.value, relax.Call) and (name := _callee(b.value)))
+    groups: dict[int, list[tuple[tvm.IRModule, list[str]]]] = {}  # structural hash -> (module, names)
+    for gv, func in fused.functions.items():
+        if not (isinstance(func, tirx.PrimFunc) and calls[gv.name_hint]):
+            continue
+        mod = normalize_prim_func(func)
+        same_hash = groups.setdefault(tvm_ffi.structural_hash(mod), [])
+        group = next((g for g in same_hash if tvm_ffi.structural_equal(mod, g[0])), None)
+        if group is None:
+            same_hash.append((mod, [gv.name_hint]))
+        else:
+            group[1].append(gv.name_hint)
+    tasks = []
+    for mod, names in (group for same_hash in groups.values() for group in same_hash):
+        names = tuple(sorted(names))
+        name = names[0]
+        weight = sum(calls[n] for n in names)
+        flops = float(tvm.s_tir.analysis.estimate_tir_flops(mod))
+        try:
+            task = Task.from_module(name, mod, target, weight)
+        except UserError as err:
+            tasks.append(NetworkTask(name, names, weight, flops, None, f"cannot be a task: {err}"))
+            continue
+        if not _has_decisions(SearchSpace(task, config)):
+            tasks.append(NetworkTask(name, names, weight, flops, None, "nothing to tune: no open decision"))
+            continue
+        tasks.append(NetworkTask(name, names, weight, flops, task))
+    return sorted(tasks, key=lambda t: (-t.flops * t.weight, t.name))
+
+
+# ------------------------------------------------------------------ build and run
+
+
+def build(fused: tvm.IRModule, target="cpu", database: ms.database.Database | None = None):
+    """Compile the fused module; with a database, every PrimFunc that has a record is replaced
+    by its best scheduled version first. Returns (executable, names of the PrimFuncs tuned)."""
+    target = resolve_target(target)
+    tuned: list[str] = []
+    if database is not None:
+        with target, database:
+            applied = relax.transform.MetaScheduleApplyDatabase()(fused)
+        tuned = sorted(gv.name_hint for gv, f in applied.functions.items()
+                       if isinstance(f, tirx.PrimFunc) and f.attrs and f.attrs.get("tirx.is_scheduled"))
+        fused = applied
+    return tvm.compile(fused, target=target), tuned
+
+
+def _flatten(value) -> list[np.ndarray]:
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "Array":
+        return [array for item in value for array in _flatten(item)]
+    return [value.numpy()]
+
+
+@dataclass
+class Timing:
+    outputs: list[np.ndarray]
+    median_s: float
+    runs_s: list[float]
+
+
+def run(executable, inputs: list[np.ndarray], repeats: int = 5, warmup: int = 1) -> Timing:
+    """Run the network in the Relax VM; median wall time of `repeats` runs after `warmup`."""
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(executable, dev)
+    args = [tvm.runtime.tensor(x, dev) for x in inputs]
+    outputs = None
+    for _ in range(warmup):
+        outputs = vm["main"](*args)
+    runs = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        outputs = vm["main"](*args)
+        runs.append(time.perf_counter() - began)
+    return Timing(_flatten(outputs), float(np.median(runs)), runs)
+
+
+def check_against_reference(network: Network, outputs: list[np.ndarray], inputs: list[np.ndarray],
+                            config: SearchConfig) -> CheckResult:
+    want = network.reference(inputs)
+    names = [f"output {i}" for i in range(len(want))]
+    return compare_outputs(names, want, outputs, config.check_rtol, config.check_atol, network.source)
+
+
+# ------------------------------------------------------------------ the whole job
+
+
+@dataclass
+class NetworkResult:
+    network: str
+    graph_before: dict[str, int]
+    graph_after: dict[str, int]
+    tasks: list[NetworkTask]
+    tuning: TasksResult
+    untuned: Timing | None
+    tuned: Timing
+    untuned_check: CheckResult | None
+    tuned_check: CheckResult
+    tuned_functions: list[str]  # PrimFuncs that got a tuned schedule in the build
+    library: str  # the exported deployable library
+    plot: str  # estimated and measured latency vs trials (PNG)
+
+    @property
+    def speedup(self) -> float:
+        return self.untuned.median_s / self.tuned.median_s if self.untuned else math.nan
+
+    def summary(self) -> dict:
+        return {"network": self.network, "trials": self.tuning.trials, "new_trials": self.tuning.new_trials,
+                "tuning_wall_s": self.tuning.wall_s, "graph_before": self.graph_before, "graph_after": self.graph_after,
+                "untuned_ms": self.untuned.median_s * 1e3 if self.untuned else None,
+                "tuned_ms": self.tuned.median_s * 1e3, "speedup": self.speedup,
+                "estimated_ms": self.tuning.estimated_s * 1e3, "tuned_check_ok": self.tuned_check.ok,
+                "tuned_max_abs_error": self.tuned_check.max_abs_error, "library": self.library, "plot": self.plot,
+                "tuned_functions": self.tuned_functions,
+                "tasks": [{"name": t.name, "weight": t.weight, "flops": t.flops, "skipped": t.skipped}
+                          for t in self.tasks],
+                "results": [r.summary() for r in self.tuning.results]}
+
+    def task_rows(self) -> tuple[list[str], list[list]]:
+        """Per task: weight, trials, best latency and its share of the estimated total."""
+        by_name = {r.task.name: r for r in self.tuning.results}
+        total = sum(r.task.weight * r.best_ms for r in self.tuning.results if r.best)
+        progress = {p.name: p for p in self.tuning.progress}
+        rows = []
+        for t in self.tasks:
+            result = by_name.get(t.name)
+            if result is None:
+                rows.append([t.name, t.weight, f"{t.flops / 1e6:.1f}", "-", "-", "-", t.skipped])
+                continue
+            share = t.weight * result.best_ms / total if result.best and total else math.nan
+            status = progress[t.name].stopped or ("" if result.check and result.check.ok else "check FAILED")
+            rows.append([t.name, t.weight, f"{t.flops / 1e6:.1f}", result.trials,
+                         f"{result.best_ms:.4f}" if result.best else "-", f"{share:.1%}", status])
+        return ["task", "weight", "MFLOP", "trials", "best ms", "share", "note"], rows
+
+
+def estimated_latency_curve(trials: list[Trial], weights: dict[str, int]) -> list[tuple[int, float]]:
+    """(trials so far, sum of weight x best latency in seconds) after every trial, in recorded
+    order, from the first trial at which every task has a valid program."""
+    best: dict[str, float] = {}
+    curve = []
+    for count, trial in enumerate((t for t in trials if t.task in weights), start=1):
+        if trial.ok:
+            best[trial.task] = min(best.get(trial.task, math.inf), trial.median_s)
+        if len(best) == len(weights):
+            curve.append((count, sum(weights[name] * best[name] for name in weights)))
+    return curve
+
+
+def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_s: float, title: str,
+                 path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if curve:
+        ax.plot([c for c, _ in curve], [1e3 * s for _, s in curve], label="sum of weight x best task latency")
+    ax.axhline(1e3 * tuned_s, color="tab:green", linestyle="--", label=f"tuned network, measured ({1e3 * tuned_s:.2f} ms)")
+    if untuned_s:
+        ax.axhline(1e3 * untuned_s, color="tab:red", linestyle=":", label=f"untuned ({1e3 * untuned_s:.1f} ms)")
+    ax.set_yscale("log")
+    ax.set_xlabel("trials")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
+                 target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
+                 log: Callable[[str], None] = lambda line: None) -> NetworkResult:
+    """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
+    recorded in `work_dir`, build with the best records, export the library, time the network
+    untuned and tuned, and check the outputs against the source framework."""
+    target = resolve_target(target)
+    fused = optimize(network.mod)
+    before, after = graph_summary(network.mod), graph_summary(fused)
+    log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
+        f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")
+    tasks = extract_tasks(fused, target, config)
+    tunable = [t.task for t in tasks if t.task is not None]
+    log(f"tasks: {len(tunable)} to tune, {len(tasks) - len(tunable)} not")
+    for t in tasks:
+        log(f"  {t.name}: {t.weight} call(s), {t.flops / 1e6:.2f} MFLOP" + (f"; {t.skipped}" if t.skipped else ""))
+    if not tunable:
+        raise UserError(f"{network.name}: nothing to tune")
+    inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
+    untuned = untuned_check = None
+    if measure_untuned:
+        log("timing the untuned network")
+        untuned = run(build(fused, target)[0], inputs, repeats)
+        untuned_check = check_against_reference(network, untuned.outputs, inputs, config)
+    tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress)
+    executable, tuned_functions = build(fused, target, RecordStore(work_dir).database)
+    library = os.path.join(work_dir, f"{network.name}.so")
+    executable.export_library(library)
+    tuned = run(executable, inputs, repeats)
+    weights = {t.name: t.weight for t in tunable}
+    plot = os.path.join(work_dir, f"{network.name}.png")
+    plot_network(estimated_latency_curve(RecordStore(work_dir).load(), weights),
+                 untuned.median_s if untuned else None, tuned.median_s, f"{network.name}: {tuning.trials} trials", plot)
+    return NetworkResult(network.name, before, after, tasks, tuning, untuned, tuned, untuned_check,
+                         check_against_reference(network, tuned.outputs, inputs, config), tuned_functions, library,
+                         plot)

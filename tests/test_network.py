@@ -1,0 +1,112 @@
+"""Whole networks: import, graph optimization, task extraction, the tuned build."""
+
+import json
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from minansor import network as nw
+from minansor.cli import main
+from minansor.config import SearchConfig
+from minansor.models import load_model
+
+
+@pytest.fixture(scope="module")
+def convnet():
+    return load_model("convnet")
+
+
+def test_graph_optimization_folds_batch_norm_and_fuses(convnet):
+    before = nw.graph_summary(convnet.mod)
+    fused = nw.optimize(convnet.mod)
+    after = nw.graph_summary(fused)
+    assert before["operator calls"] >= 12 and before["PrimFuncs"] == 0
+    assert after["operator calls"] == 0 and after["PrimFunc calls"] == 6 and after["PrimFuncs"] == 5
+    assert not any("batch_norm" in gv.name_hint for gv in fused.functions)
+
+
+def test_tasks_are_distinct_fused_functions_weighted_by_calls(convnet):
+    tasks = nw.extract_tasks(nw.optimize(convnet.mod))
+    by_name = {t.name: t for t in tasks}
+    assert sum(t.weight for t in tasks) == 6 and len(tasks) == 5
+    repeated = [t for t in tasks if t.weight == 2]
+    assert len(repeated) == 1 and "conv2d" in repeated[0].name
+    assert repeated[0].flops == pytest.approx(2 * 16 * 16 * 9 * 32 * 32 + 3 * 16 * 32 * 32, rel=0.01)
+    assert all(t.task is not None and t.task.weight == t.weight for t in tasks)
+    assert by_name["concatenate"].flops == 0
+    assert tasks[0] is repeated[0]  # sorted by weighted FLOPs
+
+
+def test_a_function_with_no_decision_is_reported_not_tuned():
+    from tvm import relax, topi
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1,), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit_te(topi.add, x, relax.const(1.0, "float32")))
+        bb.emit_func_output(out)
+    tasks = nw.extract_tasks(nw.optimize(bb.get()))
+    assert len(tasks) == 1 and tasks[0].task is None and tasks[0].skipped.startswith("nothing to tune")
+
+
+def _onnx_convnet(path: str) -> None:
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.normal(0, 0.3, (8, 3, 3, 3)), "scale": rng.uniform(0.5, 1.5, 8), "bias": rng.normal(0, 0.1, 8),
+               "mean": rng.normal(0, 0.1, 8), "var": rng.uniform(0.5, 1.5, 8)}
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"]),
+             helper.make_node("LeakyRelu", ["b"], ["l"], alpha=0.1),
+             helper.make_node("MaxPool", ["l"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    graph = helper.make_graph(nodes, "onnxnet", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def test_onnx_model_builds_and_matches_onnxruntime(tmp_path):
+    path = str(tmp_path / "onnxnet.onnx")
+    _onnx_convnet(path)
+    network = load_model(path)
+    assert network.source == "onnx" and network.inputs[0].shape == (1, 3, 16, 16)
+    fused = nw.optimize(network.mod)
+    assert len(nw.extract_tasks(fused)) == 2  # conv + BN + leaky ReLU, max pool
+    inputs = [network.inputs[0].random(np.random.default_rng(0))]
+    timing = nw.run(nw.build(fused)[0], inputs, repeats=1)
+    assert nw.check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
+
+
+def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
+    work = str(tmp_path / "work")
+    args = ["tune-model", "convnet", "--work-dir", work, "--repeats", "2", "--no-progress", "--json",
+            "--set", "build_timeout_s=60", "--set", "repeat=1", "--set", "min_repeat_ms=1"]
+    assert main(args + ["--trials", "10"]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["trials"] == 10 and summary["new_trials"] == 10 and summary["tuned_check_ok"]
+    assert summary["tuned_ms"] < summary["untuned_ms"]  # naive loops vs any parallel schedule
+    assert os.path.getsize(summary["library"]) > 0 and os.path.getsize(summary["plot"]) > 0
+    assert len(summary["tuned_functions"]) == 5  # every fused PrimFunc got its record applied
+    assert "fused_conv2d1_add_leaky_relu" in out and "speedup" in out
+    # the same command with a larger budget measures only the difference
+    assert main(args + ["--trials", "14", "--skip-untuned"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["trials"] == 14 and summary["new_trials"] == 4
+    trials = {r["task"]: r["trials"] for r in summary["results"]}
+    assert trials["fused_conv2d1_add_leaky_relu"] == max(trials.values()) > trials["concatenate"]
+    with open(os.path.join(work, "trials.jsonl")) as f:
+        keys = [(t["task"], json.dumps(t["program"], sort_keys=True)) for t in map(json.loads, f)]
+    assert len(keys) == 14 == len(set(keys))
+
+
+def test_bad_model_files_are_one_line_errors(tmp_path, capsys):
+    garbage = tmp_path / "broken.onnx"
+    garbage.write_bytes(b"not a model")
+    for spec, message in [(str(garbage), "cannot read"), (str(tmp_path / "missing.onnx"), "neither a file"),
+                          (str(tmp_path), "neither a file")]:
+        assert main(["tune-model", spec, "--work-dir", str(tmp_path / "w")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err
