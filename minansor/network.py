@@ -21,12 +21,13 @@ import numpy as np
 import tvm
 import tvm_ffi
 from tvm import relax, tirx
+from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
+from . import analysis
 from .config import SearchConfig
 from .errors import UserError
 from .records import RecordStore, Trial
-from .space import SearchSpace
 from .targets import resolve_target
 from .task import Task
 from .tune import TasksResult, tune_tasks
@@ -125,19 +126,17 @@ class NetworkTask:
     skipped: str = ""  # why it is not tuned
 
 
-def _has_decisions(space: SearchSpace) -> bool:
-    rng = np.random.default_rng(0)
-    for sketch in range(len(space.sketches)):
-        program = space.random(rng, sketch)
-        if program is not None and program.program.decisions:
-            return True
-    return False
+def _has_iterations(task: Task) -> bool:
+    """Whether some block runs more than once: a PrimFunc of single-iteration blocks (scalar
+    work) has nothing a schedule could change."""
+    sch = Schedule(task.mod)
+    return any(math.prod(analysis.loop_extents(sch, sch.get_loops(sch.get_sblock(block)))) > 1
+               for block in analysis.block_names(sch))
 
 
-def extract_tasks(fused: tvm.IRModule, target="cpu", config: SearchConfig | None = None) -> list[NetworkTask]:
+def extract_tasks(fused: tvm.IRModule, target="cpu") -> list[NetworkTask]:
     """One task per distinct fused PrimFunc (structural hash), weighted by its calls."""
     target = resolve_target(target)
-    config = config or SearchConfig()
     calls = Counter(name for b in _main_bindings(fused)
                     if isinstance(b.value, relax.Call) and (name := _callee(b.value)))
     groups: dict[int, list[tuple[tvm.IRModule, list[str]]]] = {}  # structural hash -> (module, names)
@@ -162,8 +161,8 @@ def extract_tasks(fused: tvm.IRModule, target="cpu", config: SearchConfig | None
         except UserError as err:
             tasks.append(NetworkTask(name, names, weight, flops, None, f"cannot be a task: {err}"))
             continue
-        if not _has_decisions(SearchSpace(task, config)):
-            tasks.append(NetworkTask(name, names, weight, flops, None, "nothing to tune: no open decision"))
+        if not _has_iterations(task):
+            tasks.append(NetworkTask(name, names, weight, flops, None, "nothing to tune: every block runs once"))
             continue
         tasks.append(NetworkTask(name, names, weight, flops, task))
     return sorted(tasks, key=lambda t: (-t.flops * t.weight, t.name))
@@ -321,7 +320,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     before, after = graph_summary(network.mod), graph_summary(fused)
     log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
         f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")
-    tasks = extract_tasks(fused, target, config)
+    tasks = extract_tasks(fused, target)
     tunable = [t.task for t in tasks if t.task is not None]
     log(f"tasks: {len(tunable)} to tune, {len(tasks) - len(tunable)} not")
     for t in tasks:

@@ -237,7 +237,7 @@ class Vectorize:
             if not nested:
                 break
             candidates.append(loop)
-        if not spans_iterations(sch, candidates):
+        if not candidates:
             return
         fits = int(sch.get(candidates[0]).extent) <= config.max_vector_length
         count = decide(Knob(f"vectorize {self.block}", self.block, choices=tuple(range(len(candidates) + 1))),
@@ -248,12 +248,6 @@ class Vectorize:
 
     def describe(self) -> str:
         return f"vectorize the innermost spatial loops of {self.block}"
-
-
-def spans_iterations(sch: Schedule, loops: list) -> bool:
-    """Whether the loops run more than one iteration together: annotating loops that do not
-    changes nothing, so it is no decision."""
-    return math.prod(analysis.loop_extents(sch, loops)) > 1
 
 
 @dataclass(frozen=True)
@@ -278,7 +272,7 @@ class Parallel:
             if candidates and not analysis.is_perfect_child(sch, candidates[-1], loop):
                 break
             candidates.append(loop)
-        if not spans_iterations(sch, candidates):
+        if not candidates:
             return
         wanted = config.parallel_extent_per_core * config.num_cores
         rule, product = len(candidates), 1
@@ -306,7 +300,7 @@ class Unroll:
         if not analysis.has_block(sch, self.block):
             return
         loops = sch.get_loops(sch.get_sblock(self.block))
-        if not spans_iterations(sch, loops):
+        if not loops:
             return
         steps = decide(Knob(f"unroll {self.block}", self.block, choices=tuple(config.unroll_steps)), None)
         if steps:
