@@ -43,6 +43,7 @@ class SearchConfig:
     cost_model: str = "xgb"
     features: str = "minansor"  # or "tvm" (TVM's PerStoreFeature)
     model_min_samples: int = 32  # measured programs before the model is trusted
+    share_cost_model: bool = True  # networks: one model for all tasks (see cost_model.SharedModel)
 
     # --- the task scheduler (networks; see scheduler.py) ---
     task_scheduler: str = "gradient"  # or "round_robin"

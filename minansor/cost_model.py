@@ -109,6 +109,44 @@ class XGBModel:
         return np.bincount(group, weights=predictions, minlength=len(features))
 
 
+class SharedModel:
+    """One model for all the tasks of a network, as in Ansor and MetaSchedule: every task
+    hands in its own measured programs, with costs normalized within the task (1 = that task's
+    best), and the model is retrained on all of them. A task's first rounds are then ranked by
+    what the other tasks taught it instead of being drawn at random."""
+
+    def __init__(self, model: CostModel):
+        self.model = model
+        self._data: dict[str, tuple[list[np.ndarray], np.ndarray]] = {}
+
+    def for_task(self, task_name: str) -> "TaskModel":
+        return TaskModel(self, task_name)
+
+    def update_task(self, task_name: str, features: list[np.ndarray], costs: np.ndarray) -> None:
+        self._data[task_name] = (features, np.asarray(costs, dtype=float))
+        features_all = [f for fs, _ in self._data.values() for f in fs]
+        # Per-task normalization, expressed as costs: best / cost within each task.
+        labels = np.concatenate([normalized_throughput(c) for _, c in self._data.values()])
+        self.model.update(features_all, np.where(labels > 0, 1.0 / np.maximum(labels, 1e-12), np.inf))
+
+
+class TaskModel:
+    """A task's handle on a SharedModel, with the CostModel interface a search strategy uses."""
+
+    def __init__(self, shared: SharedModel, task_name: str):
+        self.shared, self.task_name = shared, task_name
+
+    @property
+    def trained(self) -> bool:
+        return self.shared.model.trained
+
+    def update(self, features: list[np.ndarray], costs: np.ndarray) -> None:
+        self.shared.update_task(self.task_name, features, costs)
+
+    def predict(self, features: list[np.ndarray]) -> np.ndarray:
+        return self.shared.model.predict(features)
+
+
 def make_cost_model(name: str, rng: np.random.Generator, min_samples: int) -> CostModel:
     """`name` is one of config.COST_MODELS."""
     return XGBModel(rng, min_samples=min_samples) if name == "xgb" else RandomModel(rng)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import SearchConfig
-from .cost_model import make_cost_model
+from .cost_model import CostModel, make_cost_model
 from .features import make_extractor
 from .mutate import crossover, mutate, parse_weights
 from .program import Applied, Program
@@ -41,9 +41,12 @@ class Proposal:
 
 
 class EvolutionarySearch:
-    def __init__(self, space: SearchSpace, config: SearchConfig, rng: np.random.Generator):
+    def __init__(self, space: SearchSpace, config: SearchConfig, rng: np.random.Generator,
+                 model: CostModel | None = None):
+        """`model`: a model shared with other tasks (see cost_model.SharedModel); by default
+        the search trains its own."""
         self.space, self.config, self.rng = space, config, rng
-        self.model = make_cost_model(config.cost_model, rng, config.model_min_samples)
+        self.model = model or make_cost_model(config.cost_model, rng, config.model_min_samples)
         self.extract = make_extractor(config.features, space.task)
         self.weights = parse_weights(config.mutators)
         self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)

@@ -24,7 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .config import SearchConfig, validate
-from .cost_model import normalized_throughput, rank_correlation
+from .cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
 from .evolve import EvolutionarySearch
 from .measure import LocalMeasurer
 from .program import Applied
@@ -100,15 +100,17 @@ class TaskTuner:
     `tune_task` drives one; the task scheduler drives many through one measurer and one store."""
 
     def __init__(self, task: Task, config: SearchConfig, store: RecordStore, seed: int = 0,
-                 history: list[Trial] | None = None):
-        """`history`: the task's recorded trials when the caller has read them already."""
+                 history: list[Trial] | None = None, model: CostModel | None = None):
+        """`history`: the task's recorded trials when the caller has read them already;
+        `model`: a cost model shared with other tasks."""
         self.task, self.store, self.seed = task, store, seed
         self.space = SearchSpace(task, validate(config))
         self.config = self.space.config
         self.history = store.load(task.name) if history is None else history
         self.seen = {t.program.key() for t in self.history}
+        shared = {"model": model} if model is not None else {}
         self.strategy = STRATEGIES[self.config.search](self.space, self.config,
-                                                      np.random.default_rng([seed, len(self.history)]))
+                                                      np.random.default_rng([seed, len(self.history)]), **shared)
         self.round_index = max((t.round for t in self.history), default=-1) + 1
         self.rounds: list[dict] = []  # this session's rounds (see ROUNDS_FILE)
         self.new_trials = 0
@@ -222,7 +224,11 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     config = validate(config)
     store = RecordStore(work_dir)
     recorded_trials = store.load()
-    tuners = [TaskTuner(task, config, store, seed, [t for t in recorded_trials if t.task == task.name])
+    shared = (SharedModel(make_cost_model(config.cost_model, np.random.default_rng([seed, len(recorded_trials)]),
+                                          config.model_min_samples))
+              if config.share_cost_model and config.search == "evolutionary" else None)
+    tuners = [TaskTuner(task, config, store, seed, [t for t in recorded_trials if t.task == task.name],
+                        shared.for_task(task.name) if shared else None)
               for task in tasks]
     recorded = sum(len(t.history) for t in tuners)
     scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config,
