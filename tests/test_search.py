@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from minansor import features
 from minansor.config import SearchConfig
-from minansor.cost_model import XGBModel, normalized_throughput, rank_correlation
+from minansor.cost_model import SharedModel, XGBModel, normalized_throughput, rank_correlation
 from minansor.evolve import EvolutionarySearch
 from minansor.mutate import MUTATORS, crossover, mutate_tile_size
 from minansor.space import SearchSpace
@@ -121,3 +121,22 @@ def test_evolution_converges_to_what_the_model_scores_high():
     proposals = search.propose(8, set())
     assert len(proposals) == 8
     assert all(p.applied.program.as_dict()["unroll conv2d_nchw"] == 512 for p in proposals)
+
+
+def test_a_shared_model_normalizes_costs_within_each_task():
+    class Recorder:
+        trained = False
+
+        def update(self, features, costs):
+            self.seen = (len(features), normalized_throughput(costs))
+
+        def predict(self, features):
+            return np.zeros(len(features))
+
+    shared = SharedModel(Recorder())
+    rows = [np.zeros((1, 3))] * 2
+    shared.for_task("fast").update(rows, np.array([1e-3, 2e-3]))
+    shared.for_task("slow").update(rows, np.array([1.0, np.inf]))
+    shared.for_task("fast").update(rows, np.array([1e-3, 4e-3]))  # a task's new data replaces its old
+    count, labels = shared.model.seen
+    assert count == 4 and labels.tolist() == pytest.approx([1.0, 0.25, 1.0, 0.0])
