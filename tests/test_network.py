@@ -110,3 +110,16 @@ def test_bad_model_files_are_one_line_errors(tmp_path, capsys):
         assert main(["tune-model", spec, "--work-dir", str(tmp_path / "w")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_saved_torch_export_program_loads_and_matches_pytorch(tmp_path):
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.LeakyReLU(0.1)).eval()
+    path = str(tmp_path / "tiny.pt2")
+    torch.export.save(torch.export.export(model, (torch.zeros(1, 3, 8, 8),)), path)
+    network = load_model(path)
+    assert network.name == "tiny" and network.source == "pytorch" and network.inputs[0].shape == (1, 3, 8, 8)
+    inputs = [network.inputs[0].random(np.random.default_rng(0))]
+    timing = nw.run(nw.build(nw.optimize(network.mod))[0], inputs, repeats=1)
+    assert nw.check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
