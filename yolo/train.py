@@ -3,8 +3,11 @@
     python -m yolo.train --data data/synthetic-voc --synthetic 400 --out runs/yolo
 
 Two phases, each with its own Adam optimizer (weight decay 5e-4) and cosine learning rate: the
-backbone frozen (its batch norms too) at lr 1e-3, then everything at lr 1e-4. Mosaic with
-probability 0.5, else letterbox + flip; HSV jitter always. A checkpoint is written after every
+backbone frozen (its batch norms too), then everything. The study's recipe starts from a
+pretrained backbone: --frozen-epochs 50 --frozen-batch 32 --frozen-lr 1e-3 --unfrozen-epochs 50
+--unfrozen-batch 16 --unfrozen-lr 1e-4. Nothing pretrained can be fetched here, and freezing a
+random backbone teaches nothing, so the defaults train everything from scratch at lr 1e-3.
+Mosaic with probability 0.5, else letterbox + flip; HSV jitter always. A checkpoint is written after every
 epoch (`OUT/last.pt`); running the same command again continues from it. With --synthetic N a
 synthetic set of N images is generated in --data first if it is not there yet.
 """
@@ -34,12 +37,12 @@ BACKBONE = ("stem1", "stem2", "csp1", "csp2", "csp3")
 @dataclass(frozen=True)
 class TrainConfig:
     input_size: int = 416
-    frozen_epochs: int = 10
-    unfrozen_epochs: int = 20
+    frozen_epochs: int = 0
+    unfrozen_epochs: int = 60
     frozen_batch: int = 16
     unfrozen_batch: int = 8
     frozen_lr: float = 1e-3
-    unfrozen_lr: float = 1e-4
+    unfrozen_lr: float = 1e-3
     min_lr_ratio: float = 0.01  # the cosine schedule ends at lr x this
     weight_decay: float = 5e-4
     mosaic_probability: float = 0.5
