@@ -7,12 +7,14 @@
 Runs the two tuners one after the other for every task and budget (never in parallel: run
 nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
-with --tasks. The files are rewritten after every task, and a task already in the .json is
-kept, not re-run: a killed run goes on where it stopped (--fresh starts over).
+with --tasks, and a seed other than 0 adds -seed<S> to every name (results and records). The
+files are rewritten after every task, and a task already in the .json is kept, not re-run: a
+killed run goes on where it stopped (--fresh starts over).
 
 With --model (a built-in name, an .onnx or a .pt2 file) the whole network is tuned by each
 tuner with the budget as its total trials (minansor's task scheduler vs MetaSchedule's
 `tune_relax`), and the end-to-end latencies are compared: compare-model-<name>-<budget>.md.
+minansor resumes from its records; a finished MetaSchedule run is kept (it cannot resume).
 """
 
 from __future__ import annotations
@@ -50,6 +52,11 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def seed_suffix(seed: int) -> str:
+    """Results and records of seed 0 keep their plain names; other seeds get their own."""
+    return f"-seed{seed}" if seed else ""
+
+
 def previous_results(path: str) -> dict[str, Comparison]:
     if not os.path.exists(path):
         return {}
@@ -60,9 +67,9 @@ def previous_results(path: str) -> dict[str, Comparison]:
 def compare_model(args, config, command: str) -> int:
     network = load_model(args.model, args.seed)
     for budget in [int(b) for b in args.budgets.split(",")]:
-        work_dir = os.path.join(args.work_dir, "model", network.name, f"{budget}")
+        work_dir = os.path.join(args.work_dir, "model", network.name, f"{budget}{seed_suffix(args.seed)}")
         result = compare_network(network, budget, config, work_dir, args.seed)
-        stem = os.path.join(RESULTS, f"compare-model-{network.name}-{budget}")
+        stem = os.path.join(RESULTS, f"compare-model-{network.name}-{budget}{seed_suffix(args.seed)}")
         with open(stem + ".md", "w") as f:
             f.write(network_markdown(result, command, machine()))
         with open(stem + ".json", "w") as f:
@@ -89,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.model:
         return compare_model(args, config, command)
     for budget in [int(b) for b in args.budgets.split(",")]:
-        stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
+        stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}{seed_suffix(args.seed)}")
         done = {} if args.fresh else previous_results(stem + ".json")
         results = [done[name] for name in names if name in done]
         for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials", unit="task"):
-            work_dir = os.path.join(args.work_dir, f"{budget}", name)
+            work_dir = os.path.join(args.work_dir, f"{budget}{seed_suffix(args.seed)}", name)
             results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
             results.sort(key=lambda r: names.index(r.task))
             with open(stem + ".md", "w") as f:
