@@ -24,7 +24,7 @@ from tvm.ir.utils import derived_object
 
 from .config import SearchConfig
 from .measure import LocalMeasurer
-from .network import Network, build, check_against_reference, optimize, run, tune_network
+from .network import Network, build, check_against_reference, run, tune_network
 from .records import RecordStore
 from .targets import resolve_target
 from .task import Task
@@ -237,7 +237,7 @@ def compare_network(network: Network, trials: int, config: SearchConfig, work_di
     target = resolve_target(target)
     ours_dir = os.path.join(work_dir, "minansor")
     ours = tune_network(network, config, ours_dir, trials, seed, target, progress=progress, repeats=repeats)
-    fused = optimize(network.mod)
+    fused = ours.fused
     per_round = max(1, min(config.trials_per_round, trials // len(ours.tuning.results)))
     ms_dir = os.path.join(work_dir, "metaschedule")
     finished = os.path.join(ms_dir, "finished.json")  # MetaSchedule cannot resume; a finished run is kept
@@ -253,16 +253,13 @@ def compare_network(network: Network, trials: int, config: SearchConfig, work_di
         with open(finished, "w") as f:
             json.dump({"trials": trials, "wall_s": ms_wall}, f)
     ms_executable, _ = build(fused, target, database)
-    ours_executable, _ = build(fused, target, RecordStore(ours_dir).database)
     inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
     samples: list[list[float]] = [[], []]
-    outputs = []
     for _ in range(repeats):
-        for i, executable in enumerate((ours_executable, ms_executable)):
+        for i, executable in enumerate((ours.executable, ms_executable)):
             timing = run(executable, inputs, repeats=1)
             samples[i].append(timing.median_s)
-            outputs.append(timing.outputs)
-    ms_check = check_against_reference(network, outputs[-1], inputs, config)
+    ms_check = check_against_reference(network, timing.outputs, inputs, config)  # the last run was MetaSchedule's
     return NetworkComparison(network.name, trials, ours.untuned.median_s * 1e3,
                              1e3 * float(np.median(samples[0])), 1e3 * float(np.median(samples[1])),
                              ours.tuning.wall_s, ms_wall, ours.tuned_check.ok, ms_check.ok,

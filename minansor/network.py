@@ -15,7 +15,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import tvm
@@ -195,7 +195,6 @@ def _flatten(value) -> list[np.ndarray]:
 class Timing:
     outputs: list[np.ndarray]
     median_s: float
-    runs_s: list[float]
 
 
 def run(executable, inputs: list[np.ndarray], repeats: int = 5, warmup: int = 1) -> Timing:
@@ -211,7 +210,7 @@ def run(executable, inputs: list[np.ndarray], repeats: int = 5, warmup: int = 1)
         began = time.perf_counter()
         outputs = vm["main"](*args)
         runs.append(time.perf_counter() - began)
-    return Timing(_flatten(outputs), float(np.median(runs)), runs)
+    return Timing(_flatten(outputs), float(np.median(runs)))
 
 
 def check_against_reference(network: Network, outputs: list[np.ndarray], inputs: list[np.ndarray],
@@ -227,6 +226,8 @@ def check_against_reference(network: Network, outputs: list[np.ndarray], inputs:
 @dataclass
 class NetworkResult:
     network: str
+    fused: tvm.IRModule  # the optimized module the tasks came from and the records apply to
+    executable: Any  # the tuned build
     graph_before: dict[str, int]
     graph_after: dict[str, int]
     tasks: list[NetworkTask]
@@ -334,14 +335,15 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
         untuned = run(build(fused, target)[0], inputs, repeats)
         untuned_check = check_against_reference(network, untuned.outputs, inputs, config)
     tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress)
-    executable, tuned_functions = build(fused, target, RecordStore(work_dir).database)
+    store = RecordStore(work_dir)
+    executable, tuned_functions = build(fused, target, store.database)
     library = os.path.join(work_dir, f"{network.name}.so")
     executable.export_library(library)
     tuned = run(executable, inputs, repeats)
     weights = {t.name: t.weight for t in tunable}
     plot = os.path.join(work_dir, f"{network.name}.png")
-    plot_network(estimated_latency_curve(RecordStore(work_dir).load(), weights),
+    plot_network(estimated_latency_curve(store.load(), weights),
                  untuned.median_s if untuned else None, tuned.median_s, f"{network.name}: {tuning.trials} trials", plot)
-    return NetworkResult(network.name, before, after, tasks, tuning, untuned, tuned, untuned_check,
+    return NetworkResult(network.name, fused, executable, before, after, tasks, tuning, untuned, tuned, untuned_check,
                          check_against_reference(network, tuned.outputs, inputs, config), tuned_functions, library,
                          plot)

@@ -14,6 +14,7 @@ features, prediction) and learning (model training). It is timed per round.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -114,7 +115,6 @@ class TaskTuner:
         self.round_index = max((t.round for t in self.history), default=-1) + 1
         self.rounds: list[dict] = []  # this session's rounds (see ROUNDS_FILE)
         self.new_trials = 0
-        self.exhausted = False  # the space had nothing new to offer
         self._replayed = False
 
     @property
@@ -132,7 +132,6 @@ class TaskTuner:
         proposals = self.strategy.propose(size, self.seen)
         proposed_s = time.perf_counter() - began
         if not proposals:
-            self.exhausted = True
             return None
         results = measurer.measure_programs(self.task, [p.applied for p in proposals], seed=self.seed)
         for proposal, result in zip(proposals, results):
@@ -195,9 +194,16 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
 class TasksResult:
     results: list[TuneResult]  # per task, in the order given
     progress: list[TaskProgress]  # the scheduler's view: rounds, best per round, why stopped
-    trials: int  # all recorded trials of these tasks
-    new_trials: int
     wall_s: float
+
+    @property
+    def trials(self) -> int:
+        """All recorded trials of these tasks."""
+        return sum(r.trials for r in self.results)
+
+    @property
+    def new_trials(self) -> int:
+        return sum(r.new_trials for r in self.results)
 
     @property
     def estimated_s(self) -> float:
@@ -208,11 +214,12 @@ class TasksResult:
 def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
     task = tuner.task
     progress = TaskProgress(task.name, task.weight, task.flops, similarity_group(task.name))
-    done: list[Trial] = []
-    for round_index in sorted({t.round for t in tuner.history}):
-        done += [t for t in tuner.history if t.round == round_index]
-        best = best_trial(done, tuner.space)
-        progress.record_round(best.median_s if best else None, len(done))
+    best, done = None, 0
+    for _, same_round in itertools.groupby(sorted(tuner.history, key=lambda t: t.round), key=lambda t: t.round):
+        same_round = list(same_round)
+        done += len(same_round)
+        best = best_trial(same_round + ([best] if best else []), tuner.space)
+        progress.record_round(best.median_s if best else None, done)
     return progress
 
 
@@ -223,14 +230,15 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     start = time.perf_counter()
     config = validate(config)
     store = RecordStore(work_dir)
-    recorded_trials = store.load()
-    shared = (SharedModel(make_cost_model(config.cost_model, np.random.default_rng([seed, len(recorded_trials)]),
+    by_task: dict[str, list[Trial]] = {task.name: [] for task in tasks}
+    for trial in store.load():
+        by_task.get(trial.task, []).append(trial)
+    recorded = sum(len(history) for history in by_task.values())
+    shared = (SharedModel(make_cost_model(config.cost_model, np.random.default_rng([seed, recorded]),
                                           config.model_min_samples))
               if config.share_cost_model and config.search == "evolutionary" else None)
-    tuners = [TaskTuner(task, config, store, seed, [t for t in recorded_trials if t.task == task.name],
-                        shared.for_task(task.name) if shared else None)
+    tuners = [TaskTuner(task, config, store, seed, by_task[task.name], shared.for_task(task.name) if shared else None)
               for task in tasks]
-    recorded = sum(len(t.history) for t in tuners)
     scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config,
                               np.random.default_rng([seed, recorded]))
     for i in range(len(tuners)):
@@ -245,17 +253,17 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
             record = tuner.tune_round(min(per_round, trials - recorded), measurer)
             if record is None:
                 scheduler.stop(i, "no new programs left in its space")
-                tqdm.write(f"{tuner.task.name}: no more rounds ({scheduler.tasks[i].stopped})")
-                continue
-            best = tuner.best
-            scheduler.record_round(i, best.median_s if best else None, len(tuner.history))
-            recorded += len(tuner.history) - before
+            else:
+                best = tuner.best
+                scheduler.record_round(i, best.median_s if best else None, len(tuner.history))
+                recorded += len(tuner.history) - before
             if scheduler.tasks[i].stopped:
                 tqdm.write(f"{tuner.task.name}: no more rounds ({scheduler.tasks[i].stopped})")
+            if record is None:
+                continue
             bar.update(min(recorded, trials) - bar.n)
             estimate = objective_s(scheduler.tasks)
             bar.set_postfix_str(f"{tuner.task.name}: {record['best_ms'] or math.inf:.3f} ms, network ~"
                                 + (f"{estimate * 1e3:.1f} ms" if estimate < NO_PROGRAM_S else "?"))
     return TasksResult([t.result(time.perf_counter() - start) for t in tuners], scheduler.tasks,
-                       sum(len(t.history) for t in tuners), sum(t.new_trials for t in tuners),
                        time.perf_counter() - start)
