@@ -301,6 +301,7 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
     if untuned_s:
         ax.axhline(1e3 * untuned_s, color="tab:red", linestyle=":", label=f"untuned ({1e3 * untuned_s:.1f} ms)")
     ax.set_yscale("log")
+    ax.set_xlim(left=0)  # the curve starts once every task has a valid program
     ax.set_xlabel("trials")
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
