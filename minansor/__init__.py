@@ -18,6 +18,7 @@ Map of the code, in the order a program is born, measured and recorded:
     tune.py           the tuning loops: one task, or a network's tasks sharing one budget
     scheduler.py      the task scheduler: which task gets the next round (Ansor's gradient)
     models.py         networks from ONNX, torch.export (.pt2), PyTorch modules, built-ins
+    int8.py           quantized (QDQ) convs rewritten into int8 x int8 -> int32 arithmetic
     network.py        graph optimization, task extraction, tuned build, end-to-end timing
     compare.py        side by side with stock MetaSchedule, per task or per network
     config.py         SearchConfig: every choice of the search in one frozen object

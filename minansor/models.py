@@ -161,7 +161,28 @@ def yolov4_tiny(seed: int = 0) -> Network:
     return from_torch(model, [np.zeros((1, 3, 416, 416), np.float32)], "yolov4-tiny")
 
 
-BUILTIN_MODELS: dict[str, Callable[[int], Network]] = {"convnet": convnet, "yolov4-tiny": yolov4_tiny}
+def yolov4_tiny_int8(seed: int = 0) -> Network:
+    """The same network quantized to int8 (PT2E, calibrated on seeded random images) and imported
+    from its QDQ ONNX export, checked against onnxruntime."""
+    import tempfile
+
+    import torch
+    from yolo.model import YoloV4Tiny
+    from yolo.quantize import export_onnx, quantize_int8
+
+    torch.manual_seed(seed)
+    model = YoloV4Tiny(num_classes=20)
+    _randomize_batchnorm(model, seed)
+    rng = np.random.default_rng(seed)
+    quantized = quantize_int8(model, [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "yolov4-tiny-int8.onnx")
+        export_onnx(quantized, path, 416)
+        return from_onnx(path)
+
+
+BUILTIN_MODELS: dict[str, Callable[[int], Network]] = {"convnet": convnet, "yolov4-tiny": yolov4_tiny,
+                                                       "yolov4-tiny-int8": yolov4_tiny_int8}
 
 
 def load_model(spec: str, seed: int = 0) -> Network:

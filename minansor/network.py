@@ -27,6 +27,7 @@ from tvm.s_tir import meta_schedule as ms
 from . import analysis
 from .config import SearchConfig
 from .errors import UserError
+from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
 from .records import RecordStore, Trial
 from .targets import resolve_target
 from .task import Task
@@ -64,6 +65,8 @@ class Network:
 # ------------------------------------------------------------------ graph optimization
 
 GRAPH_PASSES: tuple[tuple[str, Callable[[], tvm.transform.Pass]], ...] = (
+    # First: folding constants would turn the int8 weights of a QDQ model back into float.
+    ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d),
     ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
     ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
     ("fold constants", relax.transform.FoldConstant),
@@ -77,8 +80,8 @@ GRAPH_PASSES: tuple[tuple[str, Callable[[], tvm.transform.Pass]], ...] = (
 
 
 def optimize(mod: tvm.IRModule) -> tvm.IRModule:
-    """The graph-level pipeline: BN folded into conv, constants folded, operators lowered to
-    TIR and fused into one PrimFunc per fused group."""
+    """The graph-level pipeline: quantized convs made integer, BN folded into conv, constants
+    folded, operators lowered to TIR and fused into one PrimFunc per fused group."""
     return tvm.transform.Sequential([make() for _, make in GRAPH_PASSES])(mod)
 
 
@@ -217,7 +220,8 @@ def check_against_reference(network: Network, outputs: list[np.ndarray], inputs:
                             config: SearchConfig) -> CheckResult:
     want = network.reference(inputs)
     names = [f"output {i}" for i in range(len(want))]
-    return compare_outputs(names, want, outputs, config.check_rtol, config.check_atol, network.source)
+    atol = max(config.check_atol, QUANTIZED_ATOL) if is_quantized(network.mod) else config.check_atol
+    return compare_outputs(names, want, outputs, config.check_rtol, atol, network.source)
 
 
 # ------------------------------------------------------------------ the whole job

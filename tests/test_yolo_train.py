@@ -21,7 +21,8 @@ def test_train_resume_and_evaluate(tmp_path, capsys):
     train(VOCDataset(data, "train"), longer, out, progress=False)
     with open(os.path.join(out, "history.jsonl")) as f:
         assert [json.loads(line)["epoch"] for line in f] == [0, 1, 2]
-    model, size = load_checkpoint(os.path.join(out, "last.pt"))
+    model, size, classes = load_checkpoint(os.path.join(out, "last.pt"))
+    assert classes == VOCDataset(data, "test").classes
     all_point, eleven = evaluate(torch_forward(model), VOCDataset(data, "test"), size, model.num_classes, False)
     assert 0.0 <= all_point.map <= 1.0 and 0.0 <= eleven.map <= 1.0
     assert evaluate_main(["--data", data, "--checkpoint", os.path.join(out, "last.pt"), "--split", "test"]) == 0

@@ -117,6 +117,25 @@ def _annotation_xml(image_id: str, size: tuple[int, int], objects: list[tuple[st
     return "".join(parts) + "</annotation>\n"
 
 
+def draw_random_objects(image: Image.Image, count: int, rng: np.random.Generator,
+                        min_side: int = 8) -> list[tuple[str, tuple[int, int, int, int], bool]]:
+    """Draw `count` synthetic objects onto `image` in place: (class name, box, difficult) each,
+    difficult when under 12 px."""
+    width, height = image.size
+    draw = ImageDraw.Draw(image)
+    objects = []
+    for _ in range(count):
+        side = int(np.exp(rng.uniform(np.log(min_side), np.log(min(width, height) * 0.6))))
+        aspect = float(np.exp(rng.uniform(-0.5, 0.5)))
+        w, h = max(4, int(side * aspect)), max(4, int(side / aspect))
+        x1, y1 = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        name = SYNTHETIC_CLASSES[int(rng.integers(len(SYNTHETIC_CLASSES)))]
+        color, shape = name.split("-")
+        _draw_object(draw, shape, COLORS[color], (x1, y1, x1 + w, y1 + h))
+        objects.append((name, (x1, y1, x1 + w, y1 + h), max(w, h) < 12))
+    return objects
+
+
 def make_synthetic_voc(root: str, images: int = 200, seed: int = 0, min_size: int = 240, max_size: int = 480,
                        max_objects: int = 6, splits: dict[str, float] | None = None) -> VOCDataset:
     """Write a detection set in VOC layout: JPEG photos of noisy textured backgrounds with up to
@@ -135,17 +154,7 @@ def make_synthetic_voc(root: str, images: int = 200, seed: int = 0, min_size: in
         base = rng.integers(60, 200, 3)
         pixels = np.clip(base + rng.normal(0, 18, (height, width, 3)), 0, 255).astype(np.uint8)
         image = Image.fromarray(pixels)
-        draw = ImageDraw.Draw(image)
-        objects = []
-        for _ in range(int(rng.integers(1, max_objects + 1))):
-            side = int(np.exp(rng.uniform(np.log(8), np.log(min(width, height) * 0.6))))
-            aspect = float(np.exp(rng.uniform(-0.5, 0.5)))
-            w, h = max(4, int(side * aspect)), max(4, int(side / aspect))
-            x1, y1 = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-            name = SYNTHETIC_CLASSES[int(rng.integers(len(SYNTHETIC_CLASSES)))]
-            color, shape = name.split("-")
-            _draw_object(draw, shape, COLORS[color], (x1, y1, x1 + w, y1 + h))
-            objects.append((name, (x1, y1, x1 + w, y1 + h), max(w, h) < 12))
+        objects = draw_random_objects(image, int(rng.integers(1, max_objects + 1)), rng)
         image.save(os.path.join(root, "JPEGImages", f"{image_id}.jpg"), quality=90)
         with open(os.path.join(root, "Annotations", f"{image_id}.xml"), "w", encoding="utf-8") as f:
             f.write(_annotation_xml(image_id, (width, height), objects))

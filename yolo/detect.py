@@ -3,11 +3,17 @@ then score filtering and per-class NMS (ours, in yolo.metrics)."""
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 
+from .data import letterbox, unletterbox
 from .metrics import Detections, batched_nms
 from .model import ANCHORS, ANCHORS_PER_SCALE, MASKS, SCALE_X_Y, STRIDES
+
+
+Forward = Callable[[np.ndarray], list[np.ndarray]]  # (1, 3, S, S) float32 in [0, 1] -> raw head outputs
 
 
 def split_head(output: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -57,3 +63,18 @@ def postprocess(outputs, num_classes: int, conf_threshold: float = 0.5, nms_iou:
         kept = keep[batched_nms(boxes[i, keep], scores[i, keep], best_class[i, keep], nms_iou)][:max_detections]
         out.append(Detections(boxes[i, kept], scores[i, kept], best_class[i, kept]))
     return out
+
+
+def to_input(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (S, S, 3) -> float32 (1, 3, S, S) in [0, 1]."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+
+
+def detect_image(forward: Forward, image: np.ndarray, input_size: int, num_classes: int, conf_threshold: float,
+                 nms_iou: float) -> Detections:
+    """Detections of one RGB image, letterboxed to the network input and mapped back to its pixels."""
+    boxed, _, transform = letterbox(image, np.zeros((0, 4), np.float32), input_size)
+    outputs = [torch.from_numpy(o) for o in forward(to_input(boxed))]
+    found = postprocess(outputs, num_classes, conf_threshold, nms_iou)[0]
+    height, width = image.shape[:2]
+    return Detections(unletterbox(found.boxes, transform, width, height), found.scores, found.classes)

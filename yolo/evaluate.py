@@ -11,17 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import VOCDataset, letterbox, unletterbox
-from .detect import postprocess
+from .data import VOCDataset
+from .detect import Forward, detect_image
 from .metrics import Detections, MapResult, mean_average_precision
-
-Forward = Callable[[np.ndarray], list[np.ndarray]]  # (1, 3, S, S) float32 in [0, 1] -> raw head outputs
 
 
 def torch_forward(model: torch.nn.Module) -> Forward:
@@ -34,23 +31,11 @@ def torch_forward(model: torch.nn.Module) -> Forward:
     return forward
 
 
-def to_input(image: np.ndarray) -> np.ndarray:
-    """RGB uint8 (S, S, 3) -> float32 (1, 3, S, S) in [0, 1]."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
-
-
 def predict(forward: Forward, dataset: VOCDataset, input_size: int, num_classes: int, conf_threshold: float = 0.001,
             nms_iou: float = 0.5, progress: bool = True) -> list[Detections]:
     """Detections for every image of `dataset`, in its original pixels."""
-    out = []
-    for i in tqdm(range(len(dataset)), desc="predict", unit="image", disable=not progress, leave=False):
-        sample = dataset[i]
-        image, _, transform = letterbox(sample.image, np.zeros((0, 4), np.float32), input_size)
-        outputs = [torch.from_numpy(o) for o in forward(to_input(image))]
-        d = postprocess(outputs, num_classes, conf_threshold, nms_iou)[0]
-        height, width = sample.image.shape[:2]
-        out.append(Detections(unletterbox(d.boxes, transform, width, height), d.scores, d.classes))
-    return out
+    return [detect_image(forward, dataset[i].image, input_size, num_classes, conf_threshold, nms_iou)
+            for i in tqdm(range(len(dataset)), desc="predict", unit="image", disable=not progress, leave=False)]
 
 
 def evaluate(forward: Forward, dataset: VOCDataset, input_size: int, num_classes: int,
@@ -71,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="image set to evaluate (default test)")
     args = parser.parse_args(argv)
     try:
-        model, input_size = load_checkpoint(args.checkpoint)
+        model, input_size, _ = load_checkpoint(args.checkpoint)
         dataset = VOCDataset(args.data, args.split)
     except (OSError, KeyError, RuntimeError) as err:
         print(f"yolo.evaluate: error: {err}", file=sys.stderr)
