@@ -28,6 +28,17 @@ def _config(args) -> SearchConfig:
     return with_overrides(config, getattr(args, "set", None) or [])
 
 
+def _measurer(args, config: SearchConfig):
+    """An RPCMeasurer when --rpc names a tracker; None measures on this machine."""
+    if not getattr(args, "rpc", None):
+        return None
+    from .rpc import RPCMeasurer, RPCSettings
+
+    settings = RPCSettings.parse(args.rpc, priority=args.rpc_priority, session_timeout_s=args.rpc_session_timeout,
+                                 devices=args.rpc_devices)
+    return RPCMeasurer(config, settings)
+
+
 # ---------------------------------------------------------------- subcommands
 
 
@@ -73,7 +84,9 @@ def cmd_tune_op(args) -> int:
     task = make_task(args.workload, args.target)
     if args.trials < 1:
         raise UserError("--trials must be at least 1")
-    result = tune_task(task, _config(args), args.work_dir, args.trials, args.seed, progress=not args.no_progress)
+    config = _config(args)
+    result = tune_task(task, config, args.work_dir, args.trials, args.seed, progress=not args.no_progress,
+                       measurer=_measurer(args, config))
     if result.skipped_lines:
         print(f"note: skipped {result.skipped_lines} unreadable line(s) of {args.work_dir}/trials.jsonl",
               file=sys.stderr)
@@ -147,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
         p.add_argument("--target", default="cpu",
-                       help="a preset (cpu) or a JSON target dict, e.g. '{\"kind\": \"llvm\", \"num-cores\": 2}' "
-                            "(default: cpu, the local CPU)")
+                       help="a preset (cpu, jetson-nano, cuda) or a JSON target dict, e.g. "
+                            "'{\"kind\": \"llvm\", \"num-cores\": 2}' (default: cpu, the local CPU)")
         return p
 
     add("workloads", "List the workload catalogue (GEMMs, YOLOv4-tiny layers, ...) and the name patterns.",
@@ -162,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
 
-    p = add("tune-op", "Tune one operator on the local CPU and print the best program's latency.", cmd_tune_op)
+    p = add("tune-op", "Tune one operator on the target (this machine, or the devices behind an RPC tracker) "
+                       "and print the best program's latency.", cmd_tune_op)
     p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD,
                    help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
     p.add_argument("--trials", type=int, default=64, help="total trials in the work dir (default 64); "
@@ -175,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a SearchConfig field, e.g. --set trials_per_round=32 (repeatable)")
+    p.add_argument("--rpc", metavar="HOST:PORT:KEY",
+                   help="measure on the devices registered under KEY at the RPC tracker HOST:PORT")
+    p.add_argument("--rpc-devices", type=int, default=1, help="devices measuring in parallel (default 1)")
+    p.add_argument("--rpc-priority", type=int, default=1, help="priority of the tracker requests (default 1)")
+    p.add_argument("--rpc-session-timeout", type=float, default=120.0,
+                   help="seconds after which a device drops a session, e.g. a hung kernel (default 120)")
 
     p = add("compare", "Tune a workload with minansor, then with stock MetaSchedule (tune_tir), at equal trials "
                        "and measurements per round; re-measure both best programs side by side.", cmd_compare)

@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass
 
 import tvm
+from tvm.support import cc
 from tvm.support.popen_pool import PopenPoolExecutor
 
 from .config import SearchConfig
+from .targets import cross_compiler
 from .task import ArgSpec, Task
 
 
@@ -42,33 +44,37 @@ class MeasureResult:
         return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-def build_module(mod_json: str, target_config: dict, path: str) -> float:
-    """Compile one scheduled module into a shared library at `path` (runs in a worker)."""
+def build_module(mod_json: str, target_config: dict, path: str, compiler: str | None = None) -> float:
+    """Compile one scheduled module into a shared library at `path` (runs in a worker), linked
+    with `compiler` when the target's host is another machine (a cross compiler)."""
     start = time.perf_counter()
     mod = tvm.ir.load_json(mod_json)
     executable = tvm.compile(mod, target=tvm.target.Target(target_config))
-    executable.export_library(path)
+    executable.export_library(path, fcompile=cc.cross_compiler(compiler) if compiler else None)
     return time.perf_counter() - start
 
 
-def run_module(path: str, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
-    """Time one built library on random inputs (runs in a worker). Returns seconds per call,
-    one value per repeat."""
+def time_library(lib, dev, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
+    """Seconds per call of `lib`'s main on seeded random inputs on `dev`, one value per repeat;
+    `lib` and `dev` may be local or behind an RPC session."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    dev = tvm.cpu()
-    lib = tvm.runtime.load_module(path)
     arrays = [tvm.runtime.tensor(ArgSpec(*spec).random(rng), dev) for spec in args]
     timer = lib.time_evaluator("main", dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
     return [float(x) for x in timer(*arrays).results]
 
 
-def _arg_tuples(task: Task) -> list[tuple]:
+def run_module(path: str, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
+    """Time one built library on this machine's CPU (runs in a worker)."""
+    return time_library(tvm.runtime.load_module(path), tvm.cpu(), args, number, repeat, min_repeat_ms, seed)
+
+
+def arg_tuples(task: Task) -> list[tuple]:
     return [(a.name, a.shape, a.dtype, a.is_output) for a in task.args]
 
 
-def _error_text(err: Exception) -> str:
+def error_text(err: Exception) -> str:
     """One line: "timeout", or the exception's type and last line (a compile error, a crash)."""
     if isinstance(err, TimeoutError):
         return "timeout"
@@ -76,53 +82,69 @@ def _error_text(err: Exception) -> str:
     return f"{type(err).__name__}: {lines[-1] if lines else ''}"[:500]
 
 
+Run = tuple[tuple[float, ...] | None, str | None, float]  # (latencies or None, error or None, run seconds)
+
+
 class LocalMeasurer:
-    """Builds with `config.build_workers` processes; runs on this machine's CPU."""
+    """Builds with `config.build_workers` processes; runs on this machine's CPU. Subclasses
+    run elsewhere by overriding `run_all` (see rpc.RPCMeasurer)."""
 
     def __init__(self, config: SearchConfig):
         self.config = config
         self._build_pool = PopenPoolExecutor(max_workers=config.build_workers, timeout=config.build_timeout_s)
-        self._run_pool = PopenPoolExecutor(max_workers=1, timeout=config.run_timeout_s)
+        self._run_pool = self._make_run_pool()
         self._scratch = tempfile.mkdtemp(prefix="minansor-build-")
         self._count = 0
 
+    def _make_run_pool(self) -> PopenPoolExecutor | None:
+        return PopenPoolExecutor(max_workers=1, timeout=self.config.run_timeout_s)
+
     def build(self, task: Task, mods: list[tvm.IRModule]) -> list[tuple[str | None, str | None, float]]:
         """(library path or None, error or None, build seconds) per module."""
-        target = task.target.export()
+        target, compiler = task.target.export(), cross_compiler(task.target)
         paths = []
         for _ in mods:
             self._count += 1
             paths.append(os.path.join(self._scratch, f"candidate{self._count}.so"))
-        futures = [self._build_pool.submit(build_module, tvm.ir.save_json(m), target, p) for m, p in zip(mods, paths)]
+        futures = [self._build_pool.submit(build_module, tvm.ir.save_json(m), target, p, compiler)
+                   for m, p in zip(mods, paths)]
         out = []
         for path, future in zip(paths, futures):
             try:
                 seconds = future.result()
                 out.append((path, None, seconds))
             except Exception as err:  # a compile error, a crash, a timeout
-                out.append((None, "build: " + _error_text(err), 0.0))
+                out.append((None, "build: " + error_text(err), 0.0))
         return out
 
-    def run(self, task: Task, path: str, seed: int) -> tuple[tuple[float, ...] | None, str | None, float]:
+    def run(self, task: Task, path: str, seed: int) -> Run:
         c = self.config
         start = time.perf_counter()
-        future = self._run_pool.submit(run_module, path, _arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed)
+        future = self._run_pool.submit(run_module, path, arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed)
         try:
             latencies = tuple(future.result())
         except Exception as err:
-            return None, "run: " + _error_text(err), time.perf_counter() - start
+            return None, "run: " + error_text(err), time.perf_counter() - start
         return latencies, None, time.perf_counter() - start
 
+    def run_all(self, task: Task, paths: list[str], seed: int) -> list[Run]:
+        """One run per built library, in order; here one at a time on a quiet machine."""
+        return [self.run(task, path, seed) for path in paths]
+
     def measure(self, task: Task, mods: list[tvm.IRModule], seed: int = 0) -> list[MeasureResult]:
-        """Build all, then run one at a time."""
+        """Build all, then run what built: one result per module, in order."""
+        built = self.build(task, mods)
+        paths = [path for path, error, _ in built if error is None]
+        runs = iter(self.run_all(task, paths, seed))
+        for path in paths:
+            os.remove(path)
         results = []
-        for path, error, build_s in self.build(task, mods):
+        for path, error, build_s in built:
             if error is not None:
                 results.append(MeasureResult(None, error, build_s))
-                continue
-            latencies, error, run_s = self.run(task, path, seed)
-            os.remove(path)
-            results.append(MeasureResult(latencies, error, build_s, run_s))
+            else:
+                latencies, error, run_s = next(runs)
+                results.append(MeasureResult(latencies, error, build_s, run_s))
         return results
 
     def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
@@ -131,7 +153,8 @@ class LocalMeasurer:
 
     def close(self) -> None:
         self._build_pool.shutdown()
-        self._run_pool.shutdown()
+        if self._run_pool is not None:
+            self._run_pool.shutdown()
         shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> "LocalMeasurer":

@@ -1,10 +1,19 @@
 """Target presets and parsing. TVM 0.27 takes targets only as dicts; a user may name a preset
-or pass a JSON dict."""
+or pass a JSON dict.
+
+    cpu          this machine's CPU (the default)
+    jetson-nano  the study's device: a Maxwell GPU (CUDA sm_53) with a 4-core Cortex-A57 host;
+                 libraries are cross-compiled with Debian's aarch64-linux-gnu-g++ and measured
+                 over RPC (see rpc.py)
+    cuda         this machine's NVIDIA GPU, its architecture read from nvidia-smi
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import platform
+import subprocess
 
 import tvm
 from tvm.target import codegen
@@ -17,7 +26,26 @@ def cpu_preset() -> dict:
     return {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": os.cpu_count() or 1}
 
 
-PRESETS = {"cpu": cpu_preset}
+def jetson_nano_preset() -> dict:
+    """The limits of TVM's `nvidia/jetson-nano` tag, with the board's CPU as host."""
+    return {"kind": "cuda", "arch": "sm_53", "max_shared_memory_per_block": 49152, "max_threads_per_block": 1024,
+            "thread_warp_size": 32, "registers_per_block": 32768,
+            "host": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57", "num-cores": 4}}
+
+
+def cuda_preset() -> dict:
+    """The local NVIDIA GPU (the first one nvidia-smi lists), with this machine's CPU as host."""
+    try:
+        capability = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                                    capture_output=True, text=True, check=True, timeout=30).stdout.split()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        raise UserError("target cuda: no NVIDIA GPU here (nvidia-smi found none); "
+                        "give a JSON dict such as '{\"kind\": \"cuda\", \"arch\": \"sm_80\"}'") from None
+    return {"kind": "cuda", "arch": "sm_" + capability.replace(".", ""), "max_shared_memory_per_block": 49152,
+            "max_threads_per_block": 1024, "thread_warp_size": 32, "host": cpu_preset()}
+
+
+PRESETS = {"cpu": cpu_preset, "jetson-nano": jetson_nano_preset, "cuda": cuda_preset}
 
 
 def resolve_target(spec: str | dict | tvm.target.Target) -> tvm.target.Target:
@@ -44,5 +72,26 @@ def resolve_target(spec: str | dict | tvm.target.Target) -> tvm.target.Target:
 
 
 def target_cores(target: tvm.target.Target) -> int:
-    cores = target.attrs.get("num-cores") if "num-cores" in target.attrs else None
+    attrs = host_of(target).attrs
+    cores = attrs.get("num-cores") if "num-cores" in attrs else None
     return int(cores) if cores else (os.cpu_count() or 1)
+
+
+def host_of(target: tvm.target.Target) -> tvm.target.Target:
+    """The CPU target that runs the host side (the target itself for a CPU target)."""
+    return target.host if target.host is not None else target
+
+
+def cross_compiler(target: tvm.target.Target) -> str | None:
+    """The C++ compiler that links libraries for `target` when its host is another architecture
+    (Debian's cross compiler naming), or None to link with the local one."""
+    triple = str(host_of(target).attrs.get("mtriple", "")) if "mtriple" in host_of(target).attrs else ""
+    arch = triple.split("-")[0]
+    if not arch or arch == platform.machine():
+        return None
+    return f"{arch}-linux-gnu-g++"
+
+
+def device_type(target: tvm.target.Target) -> str:
+    """The kind of device a built library runs on: "cuda" or "cpu"."""
+    return "cuda" if target.kind.name == "cuda" else "cpu"
