@@ -200,20 +200,33 @@ class Timing:
     median_s: float
 
 
+def median_time(call: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, Any]:
+    """(median wall seconds of `repeats` calls after `warmup`, the last call's value)."""
+    value = None
+    for _ in range(warmup):
+        value = call()
+    runs = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        value = call()
+        runs.append(time.perf_counter() - began)
+    return float(np.median(runs)), value
+
+
 def run(executable, inputs: list[np.ndarray], repeats: int = 5, warmup: int = 1) -> Timing:
     """Run the network in the Relax VM; median wall time of `repeats` runs after `warmup`."""
     dev = tvm.cpu()
     vm = relax.VirtualMachine(executable, dev)
     args = [tvm.runtime.tensor(x, dev) for x in inputs]
-    outputs = None
-    for _ in range(warmup):
-        outputs = vm["main"](*args)
-    runs = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        outputs = vm["main"](*args)
-        runs.append(time.perf_counter() - began)
-    return Timing(_flatten(outputs), float(np.median(runs)))
+    median_s, outputs = median_time(lambda: vm["main"](*args), repeats, warmup)
+    return Timing(_flatten(outputs), median_s)
+
+
+def vm_forward(executable) -> Callable[..., list[np.ndarray]]:
+    """The built network as a function from numpy inputs to numpy outputs (Relax VM, CPU)."""
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(executable, dev)
+    return lambda *inputs: _flatten(vm["main"](*(tvm.runtime.tensor(x, dev) for x in inputs)))
 
 
 def check_against_reference(network: Network, outputs: list[np.ndarray], inputs: list[np.ndarray],

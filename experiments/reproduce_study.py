@@ -1,0 +1,302 @@
+"""Reproduce the study's speedup table: YOLOv4-tiny FPS and mAP before and after tuning.
+
+    python experiments/reproduce_study.py                                   # short form, ~20 min
+    python experiments/reproduce_study.py --checkpoint runs/yolo416/last.pt --budgets 200,2000,10000
+
+The study (YOLOv4-tiny 416x416 on a Jetson Nano, TVM + Ansor) reports 13.5 FPS before tuning,
+then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 13x) with mAP
+83.8 -> 83.6 / 83.5 / 83.3 %. This script measures the same table on the target at hand:
+
+1. data: a synthetic VOC-layout set (--data; generated when absent, or a real VOC2007 directory);
+2. model: --checkpoint, or a short training run at 416x416 into WORK_DIR/train (resumes);
+3. int8: PT2E quantization calibrated on --calibration training images, QDQ ONNX export;
+4. baselines: PyTorch eager (fp32), onnxruntime (fp32, int8), TVM untuned (fp32, int8 with
+   integer convolutions);
+5. tuning: minansor over the whole network for each cumulative budget in --budgets, each
+   precision in its own record directory (WORK_DIR/fp32, WORK_DIR/int8): a larger budget
+   continues from the records of the smaller one, never from zero;
+6. every row: latency (median of --repeats runs, batch 1), FPS, speedup over untuned TVM of the
+   same precision, and VOC mAP@0.5 on the test split computed with that very runtime or build;
+   every TVM build is checked against PyTorch / onnxruntime on a random input.
+
+Rows already measured are kept in WORK_DIR/study.json, so a killed run goes on where it stopped
+(--fresh starts the table over; records are never thrown away). Writes the table to
+experiments/results/study-<budgets>.md with a plot of FPS against trials (.png) and the raw rows
+(.json). Run nothing else on the machine meanwhile: the latencies are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
+from minansor.cli import format_table  # noqa: E402
+from minansor.config import SearchConfig, with_overrides  # noqa: E402
+
+STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
+STUDY_MAP = {0: 83.8, 200: 83.6, 2000: 83.5, 10000: 83.3}
+
+
+@dataclass
+class Row:
+    precision: str  # fp32 | int8
+    runtime: str  # PyTorch eager | onnxruntime | TVM untuned | TVM + minansor
+    trials: int  # 0 for the baselines
+    latency_ms: float
+    map_all_point: float
+    map_11_point: float
+    check: str = "-"  # TVM builds: "ok" or what differs from the reference
+    tuning_s: float = 0.0  # wall time of all tuning that led to this row (cumulative over budgets)
+
+    @property
+    def key(self) -> str:
+        return f"{self.precision}/{self.runtime}/{self.trials}"
+
+    @property
+    def fps(self) -> float:
+        return 1e3 / self.latency_ms
+
+
+# ------------------------------------------------------------------ the steps
+
+
+def prepare_model(args):
+    """(model, dataset root): the checkpoint given, or one trained here at 416x416."""
+    from yolo.data import VOCDataset, make_synthetic_voc
+    from yolo.train import TrainConfig, load_checkpoint, train
+
+    if not os.path.isdir(os.path.join(args.data, "ImageSets")):
+        print(f"generating a synthetic VOC-layout set of {args.images} images in {args.data}")
+        make_synthetic_voc(args.data, images=args.images, seed=args.seed)
+    if args.checkpoint:
+        model, size, _ = load_checkpoint(args.checkpoint)
+        if size != args.input_size:
+            print(f"note: {args.checkpoint} was trained at {size}x{size}; measuring at {args.input_size}x"
+                  f"{args.input_size}")
+        return model
+    config = TrainConfig(input_size=args.input_size, unfrozen_epochs=args.epochs, unfrozen_lr=2e-3, seed=args.seed)
+    out = os.path.join(args.work_dir, "train")
+    print(f"training YOLOv4-tiny for {args.epochs} epochs at {args.input_size}x{args.input_size} into {out} "
+          "(pass --checkpoint to use a trained one)")
+    train(VOCDataset(args.data, "train"), config, out, progress=not args.no_progress)
+    return load_checkpoint(os.path.join(out, "last.pt"))[0]
+
+
+def export_models(model, args) -> dict[str, str]:
+    """fp32 and int8 ONNX files in WORK_DIR/models (kept: the int8 calibration is part of the result)."""
+    from yolo.data import VOCDataset
+    from yolo.quantize import calibration_inputs, export_onnx, quantize_int8
+    from yolo.model import fuse_batchnorm
+
+    folder = os.path.join(args.work_dir, "models")
+    os.makedirs(folder, exist_ok=True)
+    paths = {p: os.path.join(folder, f"yolov4-tiny-{p}.onnx") for p in ("fp32", "int8")}
+    if not os.path.exists(paths["fp32"]):
+        export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], args.input_size)
+    if not os.path.exists(paths["int8"]):
+        print(f"quantizing to int8 with {args.calibration} calibration images")
+        calibration = calibration_inputs(VOCDataset(args.data, "train"), args.calibration, args.input_size,
+                                         np.random.default_rng(args.seed))
+        export_onnx(quantize_int8(model, calibration), paths["int8"], args.input_size)
+    return paths
+
+
+def measured_map(forward, args) -> tuple[float, float]:
+    from yolo.data import VOCDataset
+    from yolo.evaluate import evaluate
+
+    all_point, eleven_point = evaluate(forward, VOCDataset(args.data, args.split), args.input_size,
+                                       args.num_classes,
+                                       progress=not args.no_progress)
+    return all_point.map, eleven_point.map
+
+
+def baseline_rows(model, paths: dict[str, str], args, done: set[str]):
+    """PyTorch eager and onnxruntime, timed on one input the way the TVM rows are."""
+    import torch
+
+    from minansor.network import median_time
+    from yolo.evaluate import torch_forward
+    from yolo.quantize import onnx_forward
+
+    x = np.random.default_rng(args.seed).random((1, 3, args.input_size, args.input_size), dtype=np.float32)
+    runtimes = [("fp32", "PyTorch eager", torch_forward(model)), ("fp32", "onnxruntime", onnx_forward(paths["fp32"])),
+                ("int8", "onnxruntime", onnx_forward(paths["int8"]))]
+    for precision, runtime, forward in runtimes:
+        if f"{precision}/{runtime}/0" in done or precision not in args.precisions:
+            continue
+        with torch.inference_mode():
+            latency_s, _ = median_time(lambda: forward(x), args.repeats, warmup=3)
+        yield Row(precision, runtime, 0, latency_s * 1e3, *measured_map(forward, args))
+
+
+def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row]):
+    """Untuned TVM, then TVM + minansor at every budget, continuing one record directory."""
+    from minansor.network import build, check_against_reference, optimize, run, tune_network, vm_forward
+
+    done = {r.key for r in rows}
+    inputs = [spec.random(np.random.default_rng(args.seed)) for spec in network.inputs]
+    if f"{precision}/TVM untuned/0" not in done:
+        print(f"{precision}: timing the untuned build")
+        executable = build(optimize(network.mod))[0]
+        timing = run(executable, inputs, max(1, args.repeats // 3))
+        check = check_against_reference(network, timing.outputs, inputs, config)
+        yield Row(precision, "TVM untuned", 0, timing.median_s * 1e3, *measured_map(vm_forward(executable), args),
+                  "ok" if check.ok else check.detail)
+    for budget in args.budgets:
+        if f"{precision}/TVM + minansor/{budget}" in done:
+            continue
+        before = [r.tuning_s for r in rows if r.precision == precision and 0 < r.trials < budget]
+        print(f"{precision}: tuning up to {budget} trials")
+        started = time.perf_counter()
+        result = tune_network(network, config, os.path.join(args.work_dir, precision), budget, args.seed,
+                              progress=not args.no_progress, repeats=args.repeats, measure_untuned=False)
+        tuning_s = max(before, default=0.0) + result.tuning.wall_s
+        check = result.tuned_check
+        yield Row(precision, "TVM + minansor", budget, result.tuned.median_s * 1e3,
+                  *measured_map(vm_forward(result.executable), args), "ok" if check.ok else check.detail,
+                  tuning_s)
+        print(f"  {budget} trials: {result.tuned.median_s * 1e3:.1f} ms "
+              f"({time.perf_counter() - started:.0f} s including the build and mAP)")
+
+
+# ------------------------------------------------------------------ the report
+
+
+def table(rows: list[Row]) -> tuple[list[str], list[list]]:
+    untuned = {r.precision: r for r in rows if r.runtime == "TVM untuned"}
+    headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "mAP@0.5",
+               "mAP@0.5 (11-pt)", "check", "tuning s"]
+    body = []
+    for r in sorted(rows, key=lambda r: (r.precision != "fp32", r.runtime.startswith("TVM"), r.trials, r.runtime)):
+        base = untuned.get(r.precision)
+        speedup = f"{base.latency_ms / r.latency_ms:.2f}x" if base else "-"
+        study = (f"{STUDY_FPS[r.trials] / STUDY_FPS[0]:.2f}x" if r.runtime.startswith("TVM") and r.trials in STUDY_FPS
+                 else "")
+        body.append([r.precision, r.runtime, r.trials or "", f"{r.latency_ms:.1f}", f"{r.fps:.1f}", speedup, study,
+                     f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
+                     f"{r.tuning_s:.0f}" if r.tuning_s else ""])
+    return headers, body
+
+
+def plot(rows: list[Row], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange")):
+        tvm = sorted((r for r in rows if r.precision == precision and r.runtime.startswith("TVM")),
+                     key=lambda r: r.trials)
+        if tvm:
+            ax.plot([r.trials for r in tvm], [r.fps for r in tvm], "o-", color=color, label=f"TVM {precision}")
+        for r in rows:
+            if r.precision == precision and not r.runtime.startswith("TVM"):
+                style = ":" if r.runtime == "onnxruntime" else "--"
+                ax.axhline(r.fps, color=color, linestyle=style, linewidth=1, label=f"{r.runtime} {precision}")
+    ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlabel("tuning trials (cumulative)")
+    ax.set_ylabel("frames per second (batch 1)")
+    ax.set_title("YOLOv4-tiny 416x416: FPS against minansor tuning trials")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(rows: list[Row], args, stem: str) -> None:
+    headers, body = table(rows)
+    lines = [f"# YOLOv4-tiny: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
+             "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
+             "Speedup is over untuned TVM of the same precision; the study's (Jetson Nano, Ansor) is beside it. "
+             f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.",
+             "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    lines += ["", "The study: 13.5 FPS untuned; 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials; "
+                  "mAP 83.8 / 83.6 / 83.5 / 83.3 %.", ""]
+    with open(stem + ".md", "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    with open(stem + ".json", "w", encoding="utf-8") as f:
+        json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+    plot(rows, stem + ".png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budgets", default="200", help="cumulative trial budgets, e.g. 200,2000,10000 (default 200)")
+    parser.add_argument("--precisions", default="fp32,int8", help="fp32, int8 or both (default both)")
+    parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
+    parser.add_argument("--input-size", type=int, default=416, help="network input side (default 416, the study's)")
+    parser.add_argument("--epochs", type=int, default=8, help="training epochs without --checkpoint (default 8)")
+    parser.add_argument("--data", default="data/synthetic-voc", help="VOC-layout set (default data/synthetic-voc)")
+    parser.add_argument("--images", type=int, default=300, help="size of a generated synthetic set (default 300)")
+    parser.add_argument("--split", default="test", help="image set for mAP (default test)")
+    parser.add_argument("--calibration", type=int, default=32, help="int8 calibration images (default 32)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency; the median (default 10)")
+    parser.add_argument("--work-dir", default="work_dirs/study", help="records, models, state (default work_dirs/study)")
+    parser.add_argument("--report", help="report path without extension (default experiments/results/study-<budgets>)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fresh", action="store_true", help="measure every row again (records are kept)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a SearchConfig field")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    try:
+        args.budgets = sorted({int(b) for b in args.budgets.split(",") if b})
+        args.precisions = [p for p in args.precisions.split(",") if p]
+        if not args.budgets or min(args.budgets) < 1 or set(args.precisions) - {"fp32", "int8"}:
+            raise ValueError
+    except ValueError:
+        print("reproduce_study: error: --budgets takes positive integers, --precisions fp32 and/or int8",
+              file=sys.stderr)
+        return 2
+    config = with_overrides(SearchConfig(), args.set)
+    os.makedirs(args.work_dir, exist_ok=True)
+    stem = args.report or os.path.join(RESULTS, "study-" + "-".join(map(str, args.budgets)))
+    state_path = os.path.join(args.work_dir, "study.json")
+    rows: list[Row] = []
+    if os.path.exists(state_path) and not args.fresh:
+        with open(state_path, encoding="utf-8") as f:
+            rows = [Row(**r) for r in json.load(f)]
+    done = {r.key for r in rows}
+
+    def keep(row: Row) -> None:
+        rows.append(row)
+        with open(state_path, "w", encoding="utf-8") as f:
+            json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+
+    from minansor.models import from_onnx, from_torch
+
+    model = prepare_model(args)
+    args.num_classes = model.num_classes
+    paths = export_models(model, args)
+    for row in baseline_rows(model, paths, args, done):
+        keep(row)
+    networks = {"fp32": lambda: from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)],
+                                           "yolov4-tiny-fp32"),
+                "int8": lambda: from_onnx(paths["int8"])}
+    for precision in args.precisions:
+        for row in tvm_rows(precision, networks[precision](), args, config, rows):
+            keep(row)
+    wanted = [r for r in rows if r.precision in args.precisions and (r.trials == 0 or r.trials in args.budgets)]
+    headers, body = table(wanted)
+    print(format_table(headers, body))
+    write_report(wanted, args, stem)
+    print(f"report: {stem}.md, {stem}.png, {stem}.json")
+    return 0 if all(r.check in ("ok", "-") for r in wanted) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

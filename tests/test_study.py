@@ -1,0 +1,36 @@
+"""The study reproduction end to end at toy scale: a 64-px model trained for one epoch, two
+budgets, both precisions; then a larger budget continues from the records."""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+
+from minansor.records import RecordStore  # noqa: E402
+from reproduce_study import main  # noqa: E402
+from yolo.data import make_synthetic_voc  # noqa: E402
+
+
+def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
+    data, work, report = str(tmp_path / "voc"), str(tmp_path / "work"), str(tmp_path / "study")
+    make_synthetic_voc(data, images=10, seed=0, min_size=64, max_size=96)
+    common = ["--data", data, "--work-dir", work, "--report", report, "--input-size", "64", "--epochs", "1",
+              "--calibration", "2", "--repeats", "1", "--no-progress", "--set", "number=1", "--set", "repeat=1",
+              "--set", "min_repeat_ms=1"]
+    assert main(common + ["--budgets", "2,4"]) == 0
+    with open(report + ".json") as f:
+        rows = json.load(f)
+    keys = {(r["precision"], r["runtime"], r["trials"]) for r in rows}
+    assert keys == {("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
+                    ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
+                    ("fp32", "TVM + minansor", 4), ("int8", "TVM + minansor", 2), ("int8", "TVM + minansor", 4)}
+    assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 for r in rows)
+    assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in open(report + ".md").read()
+    assert len(RecordStore(os.path.join(work, "int8")).load()) == 4  # budgets are cumulative
+    capsys.readouterr()
+    # a larger budget measures only its own row, continuing from the 4 recorded trials
+    assert main(common + ["--budgets", "2,4,6", "--precisions", "int8"]) == 0
+    out = capsys.readouterr().out
+    assert "int8: tuning up to 6 trials" in out and "timing the untuned" not in out and "training" not in out
+    assert len(RecordStore(os.path.join(work, "int8")).load()) == 6
