@@ -8,11 +8,13 @@ Map of the code, in the order a program is born, measured and recorded:
     analysis.py       read-only questions about TIR blocks and loops
     steps.py          transform steps (the sketch language) and knobs (their open decisions)
     sketch.py         derivation rules -> sketches; where annotation decides   <- read first
+    gpu_sketch.py     the GPU rules: SSSRRSRS tiles bound to blocks/threads, shared memory, cross-thread reduction
     annotate.py       random annotation: tile factorizations and knob sampling
     program.py        Program = sketch + decisions; deterministic replay
     space.py          SearchSpace: a task's sketches, random and replayed programs
     random_search.py  the random-search strategy
     measure.py        build pool + local runner; failures become failed trials
+    rpc.py            the RPC runner: devices behind a tracker, in parallel, lost ones replaced
     records.py        MetaSchedule JSON database + trials.jsonl sidecar; resume
     verify.py         the best program checked against the untuned PrimFunc
     tune.py           the tuning loops: one task, or a network's tasks sharing one budget

@@ -17,6 +17,7 @@ from .errors import UserError
 class SearchConfig:
     # --- the search space (sketch rules and random annotation) ---
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
+    gpu_tile_structure: str = "SSSRRSRS"  # Ansor's GPU tiling: blockIdx, vthread, threadIdx, ... (gpu_sketch.py)
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
     max_innermost_tile: int = 64  # largest innermost split factor
     tile_sampling: str = "per_prime"  # or "uniform" over all factorizations (see annotate.py)
@@ -95,6 +96,9 @@ def validate(config: SearchConfig) -> SearchConfig:
     parse_weights(config.mutators)
     if set(config.cpu_tile_structure) - {"S", "R"} or "S" not in config.cpu_tile_structure:
         raise UserError(f"tile structure {config.cpu_tile_structure!r} must be made of S and R and contain S")
+    if set(config.gpu_tile_structure) - {"S", "R"} or not config.gpu_tile_structure.startswith("SSS"):
+        raise UserError(f"GPU tile structure {config.gpu_tile_structure!r} must be made of S and R and start with "
+                        "SSS (blockIdx, vthread, threadIdx)")
     n_spatial_levels = config.cpu_tile_structure.count("S")
     if any(not 1 <= level < n_spatial_levels for level in config.fusion_levels):
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")

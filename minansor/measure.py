@@ -20,7 +20,7 @@ from tvm.support import cc
 from tvm.support.popen_pool import PopenPoolExecutor
 
 from .config import SearchConfig
-from .targets import cross_compiler
+from .targets import cross_compiler, device_type
 from .task import ArgSpec, Task
 
 
@@ -65,9 +65,10 @@ def time_library(lib, dev, args: list[tuple], number: int, repeat: int, min_repe
     return [float(x) for x in timer(*arrays).results]
 
 
-def run_module(path: str, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
-    """Time one built library on this machine's CPU (runs in a worker)."""
-    return time_library(tvm.runtime.load_module(path), tvm.cpu(), args, number, repeat, min_repeat_ms, seed)
+def run_module(path: str, device: str, args: list[tuple], number: int, repeat: int, min_repeat_ms: int,
+               seed: int) -> list[float]:
+    """Time one built library on this machine's `device` ("cpu" or "cuda"; runs in a worker)."""
+    return time_library(tvm.runtime.load_module(path), tvm.device(device), args, number, repeat, min_repeat_ms, seed)
 
 
 def arg_tuples(task: Task) -> list[tuple]:
@@ -120,7 +121,8 @@ class LocalMeasurer:
     def run(self, task: Task, path: str, seed: int) -> Run:
         c = self.config
         start = time.perf_counter()
-        future = self._run_pool.submit(run_module, path, arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed)
+        future = self._run_pool.submit(run_module, path, device_type(task.target), arg_tuples(task), c.number, c.repeat,
+                                       c.min_repeat_ms, seed)
         try:
             latencies = tuple(future.result())
         except Exception as err:

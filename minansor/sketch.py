@@ -218,5 +218,10 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
     return tuple(out) + tuple(DecomposeReduction(b) for b in reducing)
 
 
-def generate_sketches(mod, config: SearchConfig, rules: tuple[Rule, ...] = CPU_RULES) -> list[Sketch]:
-    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, rules)]
+def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sketch]:
+    """The sketches of `mod` under the CPU rules, or the GPU rules (gpu_sketch.py)."""
+    if gpu:
+        from .gpu_sketch import GPU_RULES, gpu_annotation_steps
+
+        return [Sketch(d.steps, gpu_annotation_steps(d)) for d in derive(mod, config, GPU_RULES)]
+    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, CPU_RULES)]

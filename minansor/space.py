@@ -11,6 +11,7 @@ from .config import SearchConfig
 from .program import Applied, Program, apply_program
 from .sketch import Sketch, generate_sketches
 from .steps import InvalidProgram
+from .targets import device_type
 from .task import Task
 
 
@@ -18,7 +19,8 @@ class SearchSpace:
     def __init__(self, task: Task, config: SearchConfig):
         self.task = task
         self.config = dataclasses.replace(config, num_cores=config.num_cores or task.num_cores)
-        self.sketches: list[Sketch] = generate_sketches(task.mod, self.config)
+        self.gpu = device_type(task.target) == "cuda"
+        self.sketches: list[Sketch] = generate_sketches(task.mod, self.config, self.gpu)
         self.sampled = 0  # programs drawn
         self.invalid = 0  # of which TVM rejected
 
@@ -31,14 +33,22 @@ class SearchSpace:
         index = int(rng.integers(len(self.sketches))) if sketch is None else sketch
         self.sampled += 1
         try:
-            return random_program(self.task.mod, self.sketches, index, self.config, rng)
+            return self._checked(random_program(self.task.mod, self.sketches, index, self.config, rng))
         except InvalidProgram:
             self.invalid += 1
             return None
 
     def apply(self, program: Program) -> Applied:
         """Replay a program; raises InvalidProgram."""
-        return apply_program(self.task.mod, self.sketches, program, self.config)
+        return self._checked(apply_program(self.task.mod, self.sketches, program, self.config))
+
+    def _checked(self, applied: Applied) -> Applied:
+        """On a GPU, a program beyond the target's limits is invalid before it is ever built."""
+        if self.gpu:
+            from .gpu_sketch import check_gpu_limits
+
+            check_gpu_limits(applied.mod, self.task.target)
+        return applied
 
     def fingerprint(self, sketch: int) -> str:
         return self.sketches[sketch].fingerprint()

@@ -1,0 +1,63 @@
+"""GPU sketches: valid CUDA source for a conv and a GEMM, cross-thread reduction, thread-bound
+simple blocks, and the target's limits enforced, all without a GPU."""
+
+import numpy as np
+import pytest
+import tvm
+
+from minansor.config import SearchConfig
+from minansor.gpu_sketch import check_gpu_limits
+from minansor.space import SearchSpace
+from minansor.steps import InvalidProgram
+from minansor.workloads import make_task
+
+CUDA = '{"kind": "cuda", "arch": "sm_80", "max_shared_memory_per_block": 49152, "max_threads_per_block": 1024, ' \
+       '"thread_warp_size": 32, "registers_per_block": 65536}'
+
+
+def _cuda_source(mod, target) -> str:
+    executable = tvm.compile(mod, target=target)
+    return "\n".join(m.inspect_source() for m in executable.mod.imports if m.kind == "cuda")
+
+
+def _valid_programs(name: str, count: int, seed: int = 0):
+    space = SearchSpace(make_task(name, CUDA), SearchConfig())
+    rng = np.random.default_rng(seed)
+    found = []
+    for _ in range(200):
+        applied = space.random(rng)
+        if applied is not None:
+            found.append(applied)
+        if len(found) == count:
+            return space, found
+    raise AssertionError(f"{name}: {len(found)} valid programs in 200 draws (valid rate {space.valid_rate:.0%})")
+
+
+@pytest.mark.parametrize("name", ["gemm-256x256x256", "yolo-conv-52x52-128-128-3x3"])
+def test_tiled_programs_compile_to_cuda_with_shared_memory(name):
+    space, programs = _valid_programs(name, 2)
+    assert any("multi-level tile" in line for line in space.sketches[0].describe())
+    for applied in programs:
+        source = _cuda_source(applied.mod, space.task.target)
+        for marker in ("__global__", "__shared__", "threadIdx.x", "blockIdx.x", "__syncthreads"):
+            assert marker in source, marker
+        assert space.apply(applied.program).mod.script() == applied.mod.script()  # replay is exact
+
+
+def test_long_reduction_is_reduced_across_threads_and_pooling_is_bound():
+    space, (applied,) = _valid_programs("rowsum-64x16384", 1)
+    assert "reduce" in " ".join(space.sketches[0].describe())
+    source = _cuda_source(applied.mod, space.task.target)
+    assert "__shfl" in source or "red_buf" in source  # the allreduce TVM lowers it to
+    space, (applied,) = _valid_programs("maxpool-26x26-256", 1)
+    assert "threadIdx.x" in _cuda_source(applied.mod, space.task.target)
+
+
+def test_programs_beyond_the_limits_are_invalid():
+    task = make_task("gemm-256x256x256", CUDA)
+    space = SearchSpace(task, SearchConfig())
+    applied = next(a for a in (space.random(np.random.default_rng(i)) for i in range(100)) if a is not None)
+    check_gpu_limits(applied.mod, task.target)  # a valid one passes
+    tight = tvm.target.Target({**task.target.export(), "max_threads_per_block": 1, "max_num_threads": 1})
+    with pytest.raises(InvalidProgram, match="limits"):
+        check_gpu_limits(applied.mod, tight)
