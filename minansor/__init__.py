@@ -4,7 +4,7 @@ Map of the code, in the order a program is born, measured and recorded:
 
     workloads.py      named operator workloads (GEMM, YOLOv4-tiny conv layers, ...) -> Task
     task.py           Task: one PrimFunc + target + weight + FLOPs + argument specs
-    targets.py        target presets ("cpu") and parsing of JSON target dicts
+    targets.py        target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers
     analysis.py       read-only questions about TIR blocks and loops
     steps.py          transform steps (the sketch language) and knobs (their open decisions)
     sketch.py         derivation rules -> sketches; where annotation decides   <- read first
