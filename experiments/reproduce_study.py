@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", default="fp32,int8", help="fp32, int8 or both (default both)")
     parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
     parser.add_argument("--input-size", type=int, default=416, help="network input side (default 416, the study's)")
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs without --checkpoint (default 8)")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs without --checkpoint (default 20)")
     parser.add_argument("--data", default="data/synthetic-voc", help="VOC-layout set (default data/synthetic-voc)")
     parser.add_argument("--images", type=int, default=300, help="size of a generated synthetic set (default 300)")
     parser.add_argument("--split", default="test", help="image set for mAP (default test)")

@@ -55,6 +55,18 @@ def _thread_extent(sch: Schedule, block: str) -> int:
     return threads
 
 
+def _split_over_threads(sch: Schedule, decide: Decide, block: str, loops: list):
+    """Fuse `loops`, split off a chosen number of threads (a knob) and bind them to threadIdx.x;
+    returns the outer part."""
+    fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
+    extent = int(sch.get(fused).extent)
+    choices = tuple(t for t in THREAD_CHOICES if t <= max(32, extent))
+    threads = decide(Knob(f"threads {block}", block, choices=choices), (min(256, choices[-1]),))
+    outer, inner = sch.split(fused, [None, threads])
+    sch.bind(inner, "threadIdx.x")
+    return outer
+
+
 # ---------------------------------------------------------------- steps
 
 
@@ -138,13 +150,7 @@ class BindThreads:
             spatial.append(loop)
         if not spatial:
             raise InvalidProgram(f"{self.block} has no spatial loop to bind")
-        fused = sch.fuse(*spatial) if len(spatial) > 1 else spatial[0]
-        extent = int(sch.get(fused).extent)
-        choices = tuple(t for t in THREAD_CHOICES if t <= max(32, extent))
-        threads = decide(Knob(f"threads {self.block}", self.block, choices=choices), (min(256, choices[-1]),))
-        outer, inner = sch.split(fused, [None, threads])
-        sch.bind(outer, "blockIdx.x")
-        sch.bind(inner, "threadIdx.x")
+        sch.bind(_split_over_threads(sch, decide, self.block, spatial), "blockIdx.x")
 
     def describe(self) -> str:
         return f"spread the spatial loops of {self.block} over blocks and threads"
@@ -166,12 +172,7 @@ class CrossThreadReduction:
         if not spatial or not reduction:
             raise InvalidProgram(f"{self.block} needs spatial and reduction loops")
         sch.reorder(*spatial, *reduction)
-        fused_reduction = sch.fuse(*reduction) if len(reduction) > 1 else reduction[0]
-        extent = int(sch.get(fused_reduction).extent)
-        choices = tuple(t for t in THREAD_CHOICES if t <= max(32, extent))
-        threads = decide(Knob(f"threads {self.block}", self.block, choices=choices), (min(256, choices[-1]),))
-        _, inner = sch.split(fused_reduction, [None, threads])
-        sch.bind(inner, "threadIdx.x")
+        _split_over_threads(sch, decide, self.block, reduction)
         _fuse_and_bind(sch, spatial, "blockIdx.x")
 
     def describe(self) -> str:

@@ -95,6 +95,22 @@ class RPCMeasurer(LocalMeasurer):
         session.remove(name)
         return latencies
 
+    def outputs(self, task: Task, mod, inputs: list) -> list:
+        """One call of `mod` on a device: the output arguments, for the numerical check."""
+        import tvm
+
+        from .measure import build_module
+        from .targets import cross_compiler
+
+        path = os.path.join(self._scratch, "check.so")
+        build_module(tvm.ir.save_json(mod), task.target.export(), path, cross_compiler(task.target))
+        session = self._request()
+        session.upload(path)
+        dev = session.device(device_type(task.target))
+        arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
+        session.load_module(os.path.basename(path))["main"](*arrays)
+        return [a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output]
+
     def _device_worker(self, task: Task, work: queue.Queue, results: list, seed: int) -> None:
         """Measure from `work` on one device until it is empty. A lost device puts its candidate
         back and asks the tracker for another (which waits until some device is free)."""

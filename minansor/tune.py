@@ -159,12 +159,13 @@ class TaskTuner:
         self.round_index += 1
         return record
 
-    def result(self, wall_s: float) -> TuneResult:
-        """The best program so far, checked against the untuned PrimFunc."""
+    def result(self, wall_s: float, measurer=None) -> TuneResult:
+        """The best program so far, checked against the untuned PrimFunc (run where `measurer`
+        runs programs, if it can say what they output; else here)."""
         best = self.best
         best_applied = self.space.apply(best.program) if best else None
         check = (check_against_untuned(self.task, best_applied.mod, self.config.check_rtol, self.config.check_atol,
-                                       self.seed) if best_applied else None)
+                                       self.seed, getattr(measurer, "outputs", None)) if best_applied else None)
         return TuneResult(self.task, best, best_applied, len(self.history), self.new_trials,
                           sum(not t.ok for t in self.history), self.space.valid_rate, wall_s, check,
                           self.store.skipped_lines, self.rounds)
@@ -187,7 +188,7 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
             if record["best_ms"] is not None:
                 bar.set_postfix(best_ms=f"{record['best_ms']:.3f}", search_s=f"{record['search_s']:.1f}",
                                 rho=f"{record['rank_correlation']:.2f}")
-    return tuner.result(time.perf_counter() - start)
+        return tuner.result(time.perf_counter() - start, measurer)
 
 
 @dataclass
@@ -265,5 +266,5 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
             estimate = objective_s(scheduler.tasks)
             bar.set_postfix_str(f"{tuner.task.name}: {record['best_ms'] or math.inf:.3f} ms, network ~"
                                 + (f"{estimate * 1e3:.1f} ms" if estimate < NO_PROGRAM_S else "?"))
-    return TasksResult([t.result(time.perf_counter() - start) for t in tuners], scheduler.tasks,
-                       time.perf_counter() - start)
+        return TasksResult([t.result(time.perf_counter() - start, measurer) for t in tuners], scheduler.tasks,
+                           time.perf_counter() - start)

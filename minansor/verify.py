@@ -3,11 +3,14 @@ PrimFunc on random inputs."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import tvm
 
+from .targets import cross_compiler, device_type, resolve_target
 from .task import Task
 
 
@@ -18,17 +21,29 @@ class CheckResult:
     detail: str
 
 
-def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: float, seed: int = 0) -> CheckResult:
+RunOutputs = Callable[[Task, tvm.IRModule, list[np.ndarray]], list[np.ndarray]]
+
+
+def run_locally(task: Task, mod: tvm.IRModule, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The output arguments after one call of `mod` built for `task.target` on this machine."""
+    dev = tvm.device(device_type(task.target))
+    arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
+    tvm.compile(mod, target=task.target).mod["main"](*arrays)
+    return [a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output]
+
+
+def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: float, seed: int = 0,
+                          run: RunOutputs | None = None) -> CheckResult:
+    """`mod` (run by `run`: here, or on the device that measured it) against the untuned
+    PrimFunc on this machine's CPU, on the same seeded random inputs."""
     rng = np.random.default_rng(seed)
     inputs = [spec.random(rng) for spec in task.args]
-    outputs = []
-    for candidate in (task.mod, mod):
-        dev = tvm.cpu()
-        arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
-        tvm.compile(candidate, target=task.target).mod["main"](*arrays)
-        outputs.append([a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output])
+    local_cpu = device_type(task.target) == "cpu" and cross_compiler(task.target) is None
+    reference_task = task if local_cpu else dataclasses.replace(task, target=resolve_target("cpu"))
+    want = run_locally(reference_task, task.mod, inputs)
+    got = (run or run_locally)(task, mod, inputs)
     names = [spec.name for spec in task.args if spec.is_output]
-    return compare_outputs(names, outputs[0], outputs[1], rtol, atol, "the untuned program")
+    return compare_outputs(names, want, got, rtol, atol, "the untuned program")
 
 
 def compare_outputs(names: list[str], want: list[np.ndarray], got: list[np.ndarray], rtol: float, atol: float,
