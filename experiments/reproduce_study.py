@@ -206,6 +206,7 @@ def plot(rows: list[Row], path: str) -> None:
                 style = ":" if r.runtime == "onnxruntime" else "--"
                 ax.axhline(r.fps, color=color, linestyle=style, linewidth=1, label=f"{r.runtime} {precision}")
     ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(left=0)
     ax.set_xlabel("tuning trials (cumulative)")
     ax.set_ylabel("frames per second (batch 1)")
     ax.set_title("YOLOv4-tiny 416x416: FPS against minansor tuning trials")
