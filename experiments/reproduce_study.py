@@ -72,6 +72,8 @@ class Row:
 
 def prepare_model(args):
     """(model, dataset root): the checkpoint given, or one trained here at 416x416."""
+    import torch
+
     from yolo.data import VOCDataset, make_synthetic_voc
     from yolo.train import TrainConfig, load_checkpoint, train
 
@@ -86,10 +88,12 @@ def prepare_model(args):
         return model
     config = TrainConfig(input_size=args.input_size, unfrozen_epochs=args.epochs, unfrozen_lr=2e-3, seed=args.seed)
     out = os.path.join(args.work_dir, "train")
-    print(f"training YOLOv4-tiny for {args.epochs} epochs at {args.input_size}x{args.input_size} into {out} "
-          "(pass --checkpoint to use a trained one)")
-    train(VOCDataset(args.data, "train"), config, out, progress=not args.no_progress)
-    return load_checkpoint(os.path.join(out, "last.pt"))[0]
+    last = os.path.join(out, "last.pt")
+    if not os.path.exists(last) or torch.load(last, weights_only=False)["epoch"] + 1 < config.epochs:
+        print(f"training YOLOv4-tiny for {args.epochs} epochs at {args.input_size}x{args.input_size} into {out} "
+              "(pass --checkpoint to use a trained one)")
+        train(VOCDataset(args.data, "train"), config, out, progress=not args.no_progress)
+    return load_checkpoint(last)[0]
 
 
 def export_models(model, args) -> dict[str, str]:
