@@ -20,12 +20,13 @@ import threading
 import time
 from dataclasses import dataclass
 
+import tvm
 from tvm import rpc
 
 from .config import SearchConfig
 from .errors import UserError
-from .measure import LocalMeasurer, Run, arg_tuples, error_text, time_library
-from .targets import device_type
+from .measure import LocalMeasurer, Run, arg_tuples, build_module, error_text, time_library
+from .targets import cross_compiler, device_type
 from .task import Task
 
 
@@ -97,11 +98,6 @@ class RPCMeasurer(LocalMeasurer):
 
     def outputs(self, task: Task, mod, inputs: list) -> list:
         """One call of `mod` on a device: the output arguments, for the numerical check."""
-        import tvm
-
-        from .measure import build_module
-        from .targets import cross_compiler
-
         path = os.path.join(self._scratch, "check.so")
         build_module(tvm.ir.save_json(mod), task.target.export(), path, cross_compiler(task.target))
         session = self._request()
