@@ -99,20 +99,16 @@ def prepare_model(args):
 def export_models(model, args) -> dict[str, str]:
     """fp32 and int8 ONNX files in WORK_DIR/models (kept: the int8 calibration is part of the result)."""
     from yolo.data import VOCDataset
-    from yolo.quantize import calibration_inputs, export_onnx, quantize_int8
-    from yolo.model import fuse_batchnorm
+    from yolo.quantize import calibration_inputs, export_fp32_and_int8
 
-    folder = os.path.join(args.work_dir, "models")
-    os.makedirs(folder, exist_ok=True)
-    paths = {p: os.path.join(folder, f"yolov4-tiny-{p}.onnx") for p in ("fp32", "int8")}
-    if not os.path.exists(paths["fp32"]):
-        export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], args.input_size)
-    if not os.path.exists(paths["int8"]):
-        print(f"quantizing to int8 with {args.calibration} calibration images")
-        calibration = calibration_inputs(VOCDataset(args.data, "train"), args.calibration, args.input_size,
-                                         np.random.default_rng(args.seed))
-        export_onnx(quantize_int8(model, calibration), paths["int8"], args.input_size)
-    return paths
+    folder, prefix = os.path.join(args.work_dir, "models"), "yolov4-tiny-"
+    paths = {p: os.path.join(folder, f"{prefix}{p}.onnx") for p in ("fp32", "int8")}
+    if all(os.path.exists(path) for path in paths.values()):
+        return paths
+    print(f"quantizing to int8 with {args.calibration} calibration images")
+    calibration = calibration_inputs(VOCDataset(args.data, "train"), args.calibration, args.input_size,
+                                     np.random.default_rng(args.seed))
+    return export_fp32_and_int8(model, calibration, folder, args.input_size, prefix)
 
 
 def measured_map(forward, args) -> tuple[float, float]:

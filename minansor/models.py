@@ -149,16 +149,21 @@ def convnet(seed: int = 0) -> Network:
     return from_torch(model, [np.zeros((1, 3, 32, 32), np.float32)], "convnet")
 
 
-def yolov4_tiny(seed: int = 0) -> Network:
-    """YOLOv4-tiny for 20 classes at 416x416 with seeded random weights (latency does not depend
-    on the values; the accuracy pipeline lives in yolo/)."""
+def _random_yolov4_tiny(seed: int):
+    """YOLOv4-tiny for 20 classes with seeded random weights and BN statistics (latency does not
+    depend on the values; the accuracy pipeline lives in yolo/)."""
     import torch
     from yolo.model import YoloV4Tiny
 
     torch.manual_seed(seed)
     model = YoloV4Tiny(num_classes=20)
     _randomize_batchnorm(model, seed)
-    return from_torch(model, [np.zeros((1, 3, 416, 416), np.float32)], "yolov4-tiny")
+    return model
+
+
+def yolov4_tiny(seed: int = 0) -> Network:
+    """YOLOv4-tiny at 416x416 with seeded random weights."""
+    return from_torch(_random_yolov4_tiny(seed), [np.zeros((1, 3, 416, 416), np.float32)], "yolov4-tiny")
 
 
 def yolov4_tiny_int8(seed: int = 0) -> Network:
@@ -166,15 +171,11 @@ def yolov4_tiny_int8(seed: int = 0) -> Network:
     from its QDQ ONNX export, checked against onnxruntime."""
     import tempfile
 
-    import torch
-    from yolo.model import YoloV4Tiny
     from yolo.quantize import export_onnx, quantize_int8
 
-    torch.manual_seed(seed)
-    model = YoloV4Tiny(num_classes=20)
-    _randomize_batchnorm(model, seed)
     rng = np.random.default_rng(seed)
-    quantized = quantize_int8(model, [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
+    quantized = quantize_int8(_random_yolov4_tiny(seed),
+                              [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "yolov4-tiny-int8.onnx")
         export_onnx(quantized, path, 416)

@@ -28,6 +28,7 @@ from .errors import UserError
 from .measure import LocalMeasurer, Run, arg_tuples, build_module, error_text, time_library
 from .targets import cross_compiler, device_type
 from .task import Task
+from .verify import call_outputs
 
 
 @dataclass(frozen=True)
@@ -86,26 +87,24 @@ class RPCMeasurer(LocalMeasurer):
             raise UserError(f"RPC tracker {s.tracker_host}:{s.tracker_port} gave no device for key {s.key!r}: "
                             f"{error_text(err)}") from None
 
+    @staticmethod
+    def _load(session: rpc.RPCSession, task: Task, path: str):
+        """(the uploaded library, the device it runs on)."""
+        session.upload(path)
+        return session.load_module(os.path.basename(path)), session.device(device_type(task.target))
+
     def _time_on(self, session: rpc.RPCSession, task: Task, path: str, seed: int) -> tuple[float, ...]:
         c = self.config
-        name = os.path.basename(path)
-        session.upload(path)
-        lib = session.load_module(name)
-        dev = session.device(device_type(task.target))
+        lib, dev = self._load(session, task, path)
         latencies = tuple(time_library(lib, dev, arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed))
-        session.remove(name)
+        session.remove(os.path.basename(path))
         return latencies
 
     def outputs(self, task: Task, mod, inputs: list) -> list:
         """One call of `mod` on a device: the output arguments, for the numerical check."""
         path = os.path.join(self._scratch, "check.so")
         build_module(tvm.ir.save_json(mod), task.target.export(), path, cross_compiler(task.target))
-        session = self._request()
-        session.upload(path)
-        dev = session.device(device_type(task.target))
-        arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
-        session.load_module(os.path.basename(path))["main"](*arrays)
-        return [a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output]
+        return call_outputs(*self._load(self._request(), task, path), task, inputs)
 
     def _device_worker(self, task: Task, work: queue.Queue, results: list, seed: int) -> None:
         """Measure from `work` on one device until it is empty. A lost device puts its candidate

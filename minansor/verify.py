@@ -24,12 +24,16 @@ class CheckResult:
 RunOutputs = Callable[[Task, tvm.IRModule, list[np.ndarray]], list[np.ndarray]]
 
 
+def call_outputs(lib, dev, task: Task, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """The output arguments after one call of `lib`'s main on `dev` (local or over RPC)."""
+    arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
+    lib["main"](*arrays)
+    return [a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output]
+
+
 def run_locally(task: Task, mod: tvm.IRModule, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """The output arguments after one call of `mod` built for `task.target` on this machine."""
-    dev = tvm.device(device_type(task.target))
-    arrays = [tvm.runtime.tensor(x, dev) for x in inputs]
-    tvm.compile(mod, target=task.target).mod["main"](*arrays)
-    return [a.numpy() for a, spec in zip(arrays, task.args) if spec.is_output]
+    return call_outputs(tvm.compile(mod, target=task.target).mod, tvm.device(device_type(task.target)), task, inputs)
 
 
 def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: float, seed: int = 0,

@@ -79,6 +79,17 @@ def export_onnx(module: torch.nn.Module, path: str, input_size: int) -> None:
     program.save(path)
 
 
+def export_fp32_and_int8(model: YoloV4Tiny, calibration: list[np.ndarray], folder: str, input_size: int,
+                        prefix: str = "") -> dict[str, str]:
+    """Write the BN-folded fp32 model and its int8 QDQ quantization as ONNX files in `folder`
+    (`<prefix>fp32.onnx`, `<prefix>int8.onnx`); returns {precision: path}."""
+    os.makedirs(folder, exist_ok=True)
+    paths = {p: os.path.join(folder, f"{prefix}{p}.onnx") for p in ("fp32", "int8")}
+    export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], input_size)
+    export_onnx(quantize_int8(model, calibration), paths["int8"], input_size)
+    return paths
+
+
 def onnx_forward(path: str) -> Forward:
     import onnxruntime
 
@@ -106,12 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, RuntimeError) as err:
         print(f"yolo.quantize: error: {err}", file=sys.stderr)
         return 2
-    os.makedirs(args.out, exist_ok=True)
-    rng = np.random.default_rng(args.seed)
-    quantized = quantize_int8(model, calibration_inputs(calibration_set, args.calibration, input_size, rng))
-    paths = {"fp32": os.path.join(args.out, "fp32.onnx"), "int8": os.path.join(args.out, "int8.onnx")}
-    export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], input_size)
-    export_onnx(quantized, paths["int8"], input_size)
+    calibration = calibration_inputs(calibration_set, args.calibration, input_size, np.random.default_rng(args.seed))
+    paths = export_fp32_and_int8(model, calibration, args.out, input_size)
     for precision, path in paths.items():
         print(f"{precision}: {path} ({os.path.getsize(path) / 1e6:.1f} MB)")
     if test_set is None:
