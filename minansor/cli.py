@@ -125,9 +125,11 @@ def cmd_tune_model(args) -> int:
     if args.trials < 1:
         raise UserError("--trials must be at least 1")
     network = load_model(args.model, args.seed)
-    result = tune_network(network, _config(args), args.work_dir, args.trials, args.seed, args.target,
+    config = _config(args)
+    result = tune_network(network, config, args.work_dir, args.trials, args.seed, args.target,
                           progress=not args.no_progress, repeats=args.repeats,
-                          measure_untuned=not args.skip_untuned, log=lambda line: print(line, flush=True))
+                          measure_untuned=not args.skip_untuned, log=lambda line: print(line, flush=True),
+                          measurer=_measurer(args, config))
     headers, rows = result.task_rows()
     print(format_table(headers, rows))
     checks = [result.tuned_check] + ([result.untuned_check] if result.untuned_check else [])
@@ -148,6 +150,15 @@ def cmd_tune_model(args) -> int:
 
 
 # ---------------------------------------------------------------- parser
+
+
+def add_rpc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rpc", metavar="HOST:PORT:KEY",
+                   help="measure on the devices registered under KEY at the RPC tracker HOST:PORT")
+    p.add_argument("--rpc-devices", type=int, default=1, help="devices measuring in parallel (default 1)")
+    p.add_argument("--rpc-priority", type=int, default=1, help="priority of the tracker requests (default 1)")
+    p.add_argument("--rpc-session-timeout", type=float, default=120.0,
+                   help="seconds after which a device drops a session, e.g. a hung kernel (default 120)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,12 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a SearchConfig field, e.g. --set trials_per_round=32 (repeatable)")
-    p.add_argument("--rpc", metavar="HOST:PORT:KEY",
-                   help="measure on the devices registered under KEY at the RPC tracker HOST:PORT")
-    p.add_argument("--rpc-devices", type=int, default=1, help="devices measuring in parallel (default 1)")
-    p.add_argument("--rpc-priority", type=int, default=1, help="priority of the tracker requests (default 1)")
-    p.add_argument("--rpc-session-timeout", type=float, default=120.0,
-                   help="seconds after which a device drops a session, e.g. a hung kernel (default 120)")
+    add_rpc_options(p)
 
     p = add("compare", "Tune a workload with minansor, then with stock MetaSchedule (tune_tir), at equal trials "
                        "and measurements per round; re-measure both best programs side by side.", cmd_compare)
@@ -208,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("tune-model", "Tune a whole network: graph optimization, task extraction, the task scheduler over "
                           "all tasks, the tuned build (exported as a library), and its end-to-end latency "
-                          "untuned vs tuned, checked against the source framework.", cmd_tune_model)
+                          "untuned vs tuned (on this machine or the devices behind an RPC tracker), checked "
+                          "against the source framework.", cmd_tune_model)
     p.add_argument("model", help="an .onnx file, a .pt2 file (torch.export.save) or a built-in model: "
                                  "convnet (small, minutes), yolov4-tiny (416x416, 20 classes, random weights)")
     p.add_argument("--trials", type=int, default=200, help="total trials over all tasks in the work dir "
@@ -222,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a SearchConfig field, e.g. --set task_scheduler=round_robin (repeatable)")
+    add_rpc_options(p)
     return parser
 
 

@@ -45,13 +45,22 @@ class MeasureResult:
 
 
 def build_module(mod_json: str, target_config: dict, path: str, compiler: str | None = None) -> float:
-    """Compile one scheduled module into a shared library at `path` (runs in a worker), linked
-    with `compiler` when the target's host is another machine (a cross compiler)."""
+    """Compile one scheduled module into a shared library at `path` (runs in a worker)."""
     start = time.perf_counter()
     mod = tvm.ir.load_json(mod_json)
-    executable = tvm.compile(mod, target=tvm.target.Target(target_config))
-    executable.export_library(path, fcompile=cc.cross_compiler(compiler) if compiler else None)
+    export_library(tvm.compile(mod, target=tvm.target.Target(target_config)), path, compiler)
     return time.perf_counter() - start
+
+
+def export_library(executable, path: str, compiler: str | None = None) -> None:
+    """Write a built executable (one PrimFunc or a whole network) as a shared library, linked
+    with `compiler` when the target's host is another machine (a cross compiler)."""
+    executable.export_library(path, fcompile=cc.cross_compiler(compiler) if compiler else None)
+
+
+def open_local(path: str, target: tvm.target.Target):
+    """(the library at `path` loaded on this machine, the device it runs on)."""
+    return tvm.runtime.load_module(path), tvm.device(device_type(target))
 
 
 def time_library(lib, dev, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:

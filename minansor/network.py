@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -28,8 +29,9 @@ from . import analysis
 from .config import SearchConfig
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
+from .measure import export_library, open_local
 from .records import RecordStore, Trial
-from .targets import resolve_target
+from .targets import cross_compiler, resolve_target
 from .task import Task
 from .tune import TasksResult, tune_tasks
 from .verify import CheckResult, compare_outputs
@@ -194,6 +196,9 @@ def _flatten(value) -> list[np.ndarray]:
     return [value.numpy()]
 
 
+OpenLibrary = Callable[[str, tvm.target.Target], tuple[Any, Any]]  # path, target -> (module, device)
+
+
 @dataclass
 class Timing:
     outputs: list[np.ndarray]
@@ -213,13 +218,22 @@ def median_time(call: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> t
     return float(np.median(runs)), value
 
 
-def run(executable, inputs: list[np.ndarray], repeats: int = 5, warmup: int = 1) -> Timing:
-    """Run the network in the Relax VM; median wall time of `repeats` runs after `warmup`."""
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(executable, dev)
-    args = [tvm.runtime.tensor(x, dev) for x in inputs]
-    median_s, outputs = median_time(lambda: vm["main"](*args), repeats, warmup)
-    return Timing(_flatten(outputs), median_s)
+def run(executable, inputs: list[np.ndarray], repeats: int = 5, target="cpu",
+        open_library: OpenLibrary = open_local) -> Timing:
+    """Run the network in the Relax VM on the target's device: this machine's by default, or a
+    remote one when `open_library` uploads there (rpc.RPCMeasurer.open_library). The median of
+    `repeats` timed runs after one warm-up, and the outputs, fetched back."""
+    target = resolve_target(target)
+    with tempfile.TemporaryDirectory(prefix="minansor-network-") as scratch:
+        path = os.path.join(scratch, "network.so")
+        export_library(executable, path, cross_compiler(target))
+        library, dev = open_library(path, target)
+    vm = relax.VirtualMachine(library, dev)
+    # The stateful calls are the ones that work over RPC (the arguments travel as DLTensors).
+    vm.set_input("main", *(tvm.runtime.tensor(x, dev) for x in inputs))
+    timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=repeats)
+    median_s = float(np.median(timer("main").results))
+    return Timing(_flatten(vm.get_outputs("main")), median_s)
 
 
 def vm_forward(executable) -> Callable[..., list[np.ndarray]]:
@@ -330,10 +344,11 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                  target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
-                 log: Callable[[str], None] = lambda line: None) -> NetworkResult:
+                 log: Callable[[str], None] = lambda line: None, measurer=None) -> NetworkResult:
     """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
     recorded in `work_dir`, build with the best records, export the library, time the network
-    untuned and tuned, and check the outputs against the source framework."""
+    untuned and tuned, and check the outputs against the source framework. A `measurer` with
+    devices behind an RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
     target = resolve_target(target)
     fused = optimize(network.mod)
     before, after = graph_summary(network.mod), graph_summary(fused)
@@ -347,17 +362,18 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     if not tunable:
         raise UserError(f"{network.name}: nothing to tune")
     inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
+    open_library = measurer.open_library if measurer is not None else open_local
     untuned = untuned_check = None
     if measure_untuned:
         log("timing the untuned network")
-        untuned = run(build(fused, target)[0], inputs, repeats)
+        untuned = run(build(fused, target)[0], inputs, repeats, target, open_library)
         untuned_check = check_against_reference(network, untuned.outputs, inputs, config)
-    tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress)
+    tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress, measurer)
     store = RecordStore(work_dir)
     executable, tuned_functions = build(fused, target, store.database)
     library = os.path.join(work_dir, f"{network.name}.so")
-    executable.export_library(library)
-    tuned = run(executable, inputs, repeats)
+    export_library(executable, library, cross_compiler(target))
+    tuned = run(executable, inputs, repeats, target, open_library)
     weights = {t.name: t.weight for t in tunable}
     plot = os.path.join(work_dir, f"{network.name}.png")
     plot_network(estimated_latency_curve(store.load(), weights),

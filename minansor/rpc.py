@@ -10,6 +10,7 @@ candidate gets exactly one result, in order, so nothing is recorded twice or los
 On the device:   python -m tvm.exec.rpc_server --tracker HOST:9190 --key nano
 On the host:     python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port 9190
                  minansor tune-op ... --target jetson-nano --rpc HOST:9190:nano
+                 minansor tune-model ... --target jetson-nano --rpc HOST:9190:nano
 """
 
 from __future__ import annotations
@@ -88,14 +89,19 @@ class RPCMeasurer(LocalMeasurer):
                             f"{error_text(err)}") from None
 
     @staticmethod
-    def _load(session: rpc.RPCSession, task: Task, path: str):
+    def _load(session: rpc.RPCSession, target: tvm.target.Target, path: str):
         """(the uploaded library, the device it runs on)."""
         session.upload(path)
-        return session.load_module(os.path.basename(path)), session.device(device_type(task.target))
+        return session.load_module(os.path.basename(path)), session.device(device_type(target))
+
+    def open_library(self, path: str, target: tvm.target.Target):
+        """(the library at `path` uploaded to a device from the tracker, that device); the device
+        is given back when both are dropped. The remote counterpart of measure.open_local."""
+        return self._load(self._request(), target, path)
 
     def _time_on(self, session: rpc.RPCSession, task: Task, path: str, seed: int) -> tuple[float, ...]:
         c = self.config
-        lib, dev = self._load(session, task, path)
+        lib, dev = self._load(session, task.target, path)
         latencies = tuple(time_library(lib, dev, arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed))
         session.remove(os.path.basename(path))
         return latencies
@@ -104,7 +110,7 @@ class RPCMeasurer(LocalMeasurer):
         """One call of `mod` on a device: the output arguments, for the numerical check."""
         path = os.path.join(self._scratch, "check.so")
         build_module(tvm.ir.save_json(mod), task.target.export(), path, cross_compiler(task.target))
-        return call_outputs(*self._load(self._request(), task, path), task, inputs)
+        return call_outputs(*self.open_library(path, task.target), task, inputs)
 
     def _device_worker(self, task: Task, work: queue.Queue, results: list, seed: int) -> None:
         """Measure from `work` on one device until it is empty. A lost device puts its candidate

@@ -15,6 +15,8 @@ from tvm import rpc
 
 from minansor.cli import main
 from minansor.measure import build_module
+from minansor.models import load_model
+from minansor.network import tune_network
 from minansor.records import RecordStore
 from minansor.rpc import RPCMeasurer, RPCSettings
 from minansor.targets import cross_compiler, resolve_target
@@ -93,6 +95,30 @@ def test_tune_through_the_tracker_on_two_devices(loopback, fast_config, tmp_path
     assert main(["tune-op", "gemm-64x48x32", "--trials", "8", "--work-dir", str(tmp_path / "cli"), "--no-progress",
                  "--set", "trials_per_round=4", "--rpc", f"127.0.0.1:{port}:{KEY}", "--rpc-devices", "2"]) == 0
     assert len(RecordStore(str(tmp_path / "cli")).load()) == 8
+
+
+def test_tune_model_times_the_whole_network_on_the_device(loopback, fast_config, tmp_path, monkeypatch):
+    """The network is exported, uploaded and run in the Relax VM on a device from the tracker:
+    untuned and tuned, with the outputs fetched back for the check against PyTorch."""
+    port, _ = loopback
+    uploads = []
+    open_library = RPCMeasurer.open_library
+    monkeypatch.setattr(RPCMeasurer, "open_library",
+                        lambda self, path, target: uploads.append(os.path.basename(path)) or
+                        open_library(self, path, target))
+    work = str(tmp_path / "work")
+    network = load_model("convnet")
+    with RPCMeasurer(fast_config, RPCSettings("127.0.0.1", port, KEY, devices=2)) as measurer:
+        result = tune_network(network, fast_config, work, trials=10, progress=False, repeats=2, measurer=measurer)
+    assert result.untuned_check.ok and result.tuned_check.ok
+    assert result.tuned.median_s < result.untuned.median_s
+    assert uploads.count("network.so") == 2  # the untuned and the tuned network ran on the device
+    assert uploads.count("check.so") == len(result.tuning.results)  # each task's best program was checked there
+    # the command line
+    assert main(["tune-model", "convnet", "--trials", "12", "--work-dir", work, "--no-progress", "--skip-untuned",
+                 "--repeats", "1", "--set", "repeat=1", "--set", "min_repeat_ms=1",
+                 "--rpc", f"127.0.0.1:{port}:{KEY}"]) == 0
+    assert uploads.count("network.so") == 3 and len(RecordStore(work).load()) == 12
 
 
 def test_a_device_lost_mid_batch_is_replaced_and_its_candidate_requeued(loopback, fast_config):
