@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig, with_overrides  # noqa: E402
+from minansor.plots import pyplot, save  # noqa: E402
 
 STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
 STUDY_MAP = {0: 83.8, 200: 83.6, 2000: 83.5, 10000: 83.3}
@@ -190,10 +191,7 @@ def table(rows: list[Row]) -> tuple[list[str], list[list]]:
 
 
 def plot(rows: list[Row], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange")):
@@ -211,9 +209,7 @@ def plot(rows: list[Row], path: str) -> None:
     ax.set_ylabel("frames per second (batch 1)")
     ax.set_title("YOLOv4-tiny 416x416: FPS against minansor tuning trials")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def write_report(rows: list[Row], args, stem: str) -> None:

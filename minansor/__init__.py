@@ -13,9 +13,15 @@ Map of the code, in the order a program is born, measured and recorded:
     program.py        Program = sketch + decisions; deterministic replay
     space.py          SearchSpace: a task's sketches, random and replayed programs
     random_search.py  the random-search strategy
+    evolve.py         the evolutionary search: population, roulette selection, eps-greedy  <- the heart
+    mutate.py         mutators (tile size, unroll, parallel, compute location) and crossover
+    features.py       per-store program features (ours, named and versioned) or TVM's
+    cost_model.py     XGBoost pack-sum on normalized throughput; a random model; rank correlation
     measure.py        build pool + local runner; failures become failed trials
     rpc.py            the RPC runner: devices behind a tracker, in parallel, lost ones replaced
-    records.py        MetaSchedule JSON database + trials.jsonl sidecar; resume
+    replay.py         the replay runner: answers from recorded measurements (exact or nearest)
+    records.py        MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume
+    trace.py          the search trace: per-round population, validity, time split by phase
     verify.py         the best program checked against the untuned PrimFunc
     tune.py           the tuning loops: one task, or a network's tasks sharing one budget
     scheduler.py      the task scheduler: which task gets the next round (Ansor's gradient)
@@ -23,8 +29,10 @@ Map of the code, in the order a program is born, measured and recorded:
     int8.py           quantized (QDQ) convs rewritten into int8 x int8 -> int32 arithmetic
     network.py        graph optimization, task extraction, tuned build, end-to-end timing
     compare.py        side by side with stock MetaSchedule, per task or per network
+    report.py         `minansor report`: plots and a summary of a work dir
+    explain.py        `minansor explain`: the best program, its decisions and its lineage
     config.py         SearchConfig: every choice of the search in one frozen object
-    cli.py            the `minansor` command
+    cli.py            the `minansor` command; errors.py: UserError, the one-line error for bad input
 """
 
 from .config import SearchConfig

@@ -149,6 +149,25 @@ def cmd_tune_model(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path, summaries = write_report(args.work_dir)
+    print(format_table(["task", "trials", "failed", "best ms", "rank corr."],
+                       [[s.task, s.trials, s.failed, f"{s.best_ms:.4f}", f"{s.rank_correlation:.2f}"]
+                        for s in summaries]))
+    print(f"report: {path} (plots beside it)")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .explain import explain, render
+
+    explanation = explain(args.work_dir, args.task, _config(args))
+    print(render(explanation))
+    return 0 if explanation.check is None or explanation.check.ok else 1
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -230,6 +249,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override a SearchConfig field, e.g. --set task_scheduler=round_robin (repeatable)")
     add_rpc_options(p)
+
+    p = add("report", "Plot a tuning run from its records (best latency vs trials, predicted vs measured, time "
+                      "split per round) and write a markdown summary into the work dir.", cmd_report)
+    p.add_argument("work_dir", help="the --work-dir of a tune-op, tune-model or compare run")
+
+    p = add("explain", "Show the best program of a run: its sketch, decisions, lineage (which sketch, mutations "
+                       "and crossovers produced it) and TVMScript, checked against the untuned program.", cmd_explain)
+    p.add_argument("work_dir", help="the --work-dir of a tune-op or tune-model run")
+    p.add_argument("--task", help="which task, when the work dir holds several (a network)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="the SearchConfig fields the run was tuned with, if not the defaults")
     return parser
 
 

@@ -25,6 +25,7 @@ from tvm.ir.utils import derived_object
 from .config import SearchConfig
 from .measure import LocalMeasurer
 from .network import Network, build, check_against_reference, run, tune_network
+from .plots import pyplot, save
 from .records import RecordStore
 from .targets import resolve_target
 from .task import Task
@@ -185,10 +186,7 @@ def markdown(results: list[Comparison], title: str, command: str, machine: str) 
 
 
 def plot_curves(results: list[Comparison], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     columns = min(3, len(results))
     rows = math.ceil(len(results) / columns)
@@ -203,9 +201,7 @@ def plot_curves(results: list[Comparison], path: str) -> None:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(results):]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 # ---------------------------------------------------------------- whole networks

@@ -28,6 +28,7 @@ from .mutate import crossover, mutate, parse_weights
 from .program import Applied, Program
 from .space import SearchSpace
 from .steps import InvalidProgram
+from .trace import RoundStats, Stopwatch
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Proposal:
     score: float  # the cost model's prediction when it was chosen
     origin: str  # random, copy, mutate:<mutator>, crossover
     parents: tuple[str, ...] = ()  # program keys
+    ancestry: tuple[dict, ...] = ()  # the unmeasured programs bred into this one this round (see `ancestry`)
 
 
 class EvolutionarySearch:
@@ -52,38 +54,48 @@ class EvolutionarySearch:
         self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)
         self._features: dict[str, np.ndarray] = {}
         self._lineage: dict[str, tuple[str, tuple[str, ...]]] = {}  # key -> (origin, parents), this round
+        self.clock = Stopwatch()  # this round's time per phase (trace.py)
+        self.stats = RoundStats()
 
     # ------------------------------------------------------------ model
 
     def features(self, applied: Applied) -> np.ndarray:
         key = applied.program.key()
         if key not in self._features:
-            self._features[key] = self.extract(applied)
+            with self.clock.phase("features"):
+                self._features[key] = self.extract(applied)
         return self._features[key]
 
     def score(self, population: list[Applied]) -> np.ndarray:
         if not population:
             return np.zeros(0)
-        return self.model.predict([self.features(a) for a in population])
+        with self.clock.phase("model"):
+            return self.model.predict([self.features(a) for a in population])
 
     def observe(self, measured: list[tuple[Applied, float]]) -> None:
         """Record measured programs (seconds; inf = failed) and retrain the model on all of them."""
         for applied, seconds in measured:
             self.measured[applied.program.key()] = (applied, seconds)
         keys = list(self.measured)
-        self.model.update([self.features(self.measured[k][0]) for k in keys],
-                          np.array([self.measured[k][1] for k in keys]))
+        with self.clock.phase("model"):
+            self.model.update([self.features(self.measured[k][0]) for k in keys],
+                              np.array([self.measured[k][1] for k in keys]))
         # Only measured programs' features are worth keeping across rounds.
         self._features = {k: v for k, v in self._features.items() if k in self.measured}
 
     # ------------------------------------------------------------ one round
 
     def _fresh(self, count: int, exclude: set[str]) -> list[Applied]:
+        with self.clock.phase("sampling"):
+            return self._sample(count, exclude)
+
+    def _sample(self, count: int, exclude: set[str]) -> list[Applied]:
         out, keys = [], set(exclude)
         for _ in range(count * self.config.max_sample_attempts):
             if len(out) == count:
                 break
             applied = self.space.random(self.rng)
+            self.stats.tried_one(applied is not None)
             if applied is not None and applied.program.key() not in keys:
                 keys.add(applied.program.key())
                 out.append(applied)
@@ -100,13 +112,14 @@ class EvolutionarySearch:
             return out
         uniform = np.full(len(population), 1 / len(population))
         cache = {a.program.key(): a for a in population}
-        for _ in range(count * self.config.max_sample_attempts):
-            if len(out) == count:
-                break
-            child = self._child(population, uniform, cache)
-            if child is not None and child.program.key() not in exclude:
-                exclude.add(child.program.key())
-                out.append(child)
+        with self.clock.phase("evolution"):
+            for _ in range(count * self.config.max_sample_attempts):
+                if len(out) == count:
+                    break
+                child = self._child(population, uniform, cache)
+                if child is not None and child.program.key() not in exclude:
+                    exclude.add(child.program.key())
+                    out.append(child)
         return out
 
     def initial_population(self) -> list[Applied]:
@@ -146,7 +159,9 @@ class EvolutionarySearch:
             try:
                 cache[key] = self.space.apply(program)
             except InvalidProgram:
+                self.stats.tried_one(False)
                 return None
+            self.stats.tried_one(True)
             self._lineage.setdefault(key, (origin, parents))
         return cache[key]
 
@@ -155,24 +170,41 @@ class EvolutionarySearch:
         probabilities = positive / positive.sum() if positive.sum() > 0 else np.full(len(scores), 1 / len(scores))
         cache = {a.program.key(): a for a in population}
         children: list[Applied] = []
-        for _ in range(self.config.population * 4):
-            if len(children) == self.config.population:
-                break
-            child = self._child(population, probabilities, cache)
-            if child is not None:
-                children.append(child)
+        with self.clock.phase("evolution"):
+            for _ in range(self.config.population * 4):
+                if len(children) == self.config.population:
+                    break
+                child = self._child(population, probabilities, cache)
+                if child is not None:
+                    children.append(child)
         return children
+
+    def ancestry(self, key: str) -> tuple[dict, ...]:
+        """The programs bred into `key` this round that were never measured, each with its origin
+        and parents: with the measured parents found in the records, the program's whole lineage."""
+        steps, todo, done = [], [key], set()
+        while todo:
+            current = todo.pop()
+            origin, parents = self._lineage.get(current, ("random", ()))
+            if current != key:
+                steps.append({"program": current, "origin": origin, "parents": list(parents)})
+            done.add(current)
+            todo += [p for p in parents if p not in done and p not in self.measured and p in self._lineage]
+        return tuple(steps)
 
     def propose(self, count: int, seen: set[str]) -> list[Proposal]:
         c = self.config
         self._lineage = {}
+        self.stats = RoundStats()
         if not self.model.trained:  # nothing learned yet: evolving on random scores is random search
             fresh = self._fresh(count, seen | set(self.measured))
             if len(fresh) < count:  # a small space in which random annotation repeats itself
                 fresh += self._mutants(count - len(fresh), fresh, seen)
             seen.update(a.program.key() for a in fresh)
+            self.stats.population = self.stats.unique = len(fresh)
             return [Proposal(a, float("nan"), *self._lineage[a.program.key()]) for a in fresh]
         population = self.initial_population()
+        self.stats.population = len(population)
         candidates: dict[str, tuple[float, Applied]] = {}  # unmeasured programs met this round
         for generation in range(c.generations + 1):
             scores = self.score(population)
@@ -182,6 +214,7 @@ class EvolutionarySearch:
                     candidates[key] = (float(score), applied)
             if generation < c.generations and population:
                 population = self.next_generation(population, scores)
+        self.stats.unique = len(candidates)
         n_random = int(round(c.eps_greedy * count))
         ranked = sorted(candidates.items(), key=lambda kv: -kv[1][0])
         chosen = [(key, score, applied) for key, (score, applied) in ranked[:count - n_random]]
@@ -192,5 +225,5 @@ class EvolutionarySearch:
         for key, score, applied in chosen:
             seen.add(key)
             origin, parents = self._lineage.get(key, ("random", ()))
-            proposals.append(Proposal(applied, score, origin, parents))
+            proposals.append(Proposal(applied, score, origin, parents, self.ancestry(key)))
         return proposals

@@ -105,6 +105,7 @@ class LocalMeasurer:
         self._run_pool = self._make_run_pool()
         self._scratch = tempfile.mkdtemp(prefix="minansor-build-")
         self._count = 0
+        self.last_split_s = {"build": 0.0, "run": 0.0}  # wall seconds of the last batch (search trace)
 
     def _make_run_pool(self) -> PopenPoolExecutor | None:
         return PopenPoolExecutor(max_workers=1, timeout=self.config.run_timeout_s)
@@ -144,9 +145,12 @@ class LocalMeasurer:
 
     def measure(self, task: Task, mods: list[tvm.IRModule], seed: int = 0) -> list[MeasureResult]:
         """Build all, then run what built: one result per module, in order."""
+        began = time.perf_counter()
         built = self.build(task, mods)
         paths = [path for path, error, _ in built if error is None]
+        built_at = time.perf_counter()
         runs = iter(self.run_all(task, paths, seed))
+        self.last_split_s = {"build": built_at - began, "run": time.perf_counter() - built_at}
         for path in paths:
             os.remove(path)
         results = []
@@ -173,26 +177,3 @@ class LocalMeasurer:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class ReplayMeasurer:
-    """Answers from recorded results instead of hardware: the same seed and the same recorded
-    measurements then give the same search. A program never recorded is a failed trial."""
-
-    def __init__(self, recorded: dict[str, MeasureResult]):
-        self.recorded = recorded
-        self.misses = 0
-
-    def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
-        out = []
-        for key in (a.program.key() for a in applied):
-            if key not in self.recorded:
-                self.misses += 1
-            out.append(self.recorded.get(key, MeasureResult(None, "replay: program not recorded")))
-        return out
-
-    def __enter__(self) -> "ReplayMeasurer":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        pass

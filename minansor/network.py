@@ -30,6 +30,7 @@ from .config import SearchConfig
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
 from .measure import export_library, open_local
+from .plots import pyplot, save
 from .records import RecordStore, Trial
 from .targets import cross_compiler, resolve_target
 from .task import Task
@@ -320,10 +321,7 @@ def estimated_latency_curve(trials: list[Trial], weights: dict[str, int]) -> lis
 
 def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_s: float, title: str,
                  path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     if curve:
@@ -337,9 +335,7 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
     ax.set_ylabel("latency (ms)")
     ax.set_title(title)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,

@@ -4,7 +4,10 @@
   written through its `JSONDatabase`, so MetaSchedule tools and
   `relax.transform.MetaScheduleApplyDatabase` can use our results directly;
 - `trials.jsonl`, one line per measured trial (failed ones included) with what MetaSchedule has
-  no place for: our program (sketch + decisions), the error text, timings, round and seed.
+  no place for: our program (sketch + decisions), the error text, timings, round and seed;
+- `rounds.jsonl`, the search trace: one line per round of search (see trace.py);
+- `tasks.jsonl`, one line per task: its name, PrimFunc, target and weight, so that `minansor
+  explain` can replay a recorded program without knowing where the task came from.
 
 `trials.jsonl` is append-only and is the source of truth on resume: the search state is
 rebuilt by replaying it. A truncated last line (a killed run) is skipped and reported.
@@ -17,6 +20,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import tvm
 from tvm.s_tir import meta_schedule as ms
 
 from .errors import UserError
@@ -25,6 +29,8 @@ from .program import Applied, Program
 from .task import Task
 
 TRIALS_FILE = "trials.jsonl"
+TASKS_FILE = "tasks.jsonl"
+ROUNDS_FILE = "rounds.jsonl"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,9 @@ class RecordStore:
             raise UserError(f"cannot use work dir {work_dir!r}: not readable and writable")
         self.work_dir = work_dir
         self.trials_path = os.path.join(work_dir, TRIALS_FILE)
+        self.tasks_path = os.path.join(work_dir, TASKS_FILE)
+        self.rounds_path = os.path.join(work_dir, ROUNDS_FILE)
+        self._described: set[str] | None = None  # tasks already in tasks.jsonl
         self.skipped_lines = 0
         self._database: ms.database.JSONDatabase | None = None
         self._workloads: dict[str, ms.database.Workload] = {}  # task name -> committed workload
@@ -107,6 +116,7 @@ class RecordStore:
     def append(self, task: Task, applied: Applied, trial: Trial) -> None:
         """Record one measured trial: always in trials.jsonl, and in MetaSchedule's database
         when it ran."""
+        self._describe(task)
         if trial.ok:
             if task.name not in self._workloads:
                 self._workloads[task.name] = self.database.commit_workload(task.mod)
@@ -118,15 +128,76 @@ class RecordStore:
         with open(self.trials_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(trial.to_json()) + "\n")
 
-    def _ensure_line_start(self) -> None:
-        """After a killed run the file may end mid-line; start the next record on a new line.
-        Only the file as found can end that way, so this is checked once."""
-        if self._line_start_checked:
+    def append_round(self, record: dict) -> None:
+        start_on_new_line(self.rounds_path)
+        with open(self.rounds_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def load_rounds(self) -> list[dict]:
+        """The search trace, in order; unreadable lines are left out."""
+        return [obj for obj in _json_lines(self.rounds_path) if isinstance(obj, dict)]
+
+    def _describe(self, task: Task) -> None:
+        if self._described is None:
+            self._described = set(self._read_tasks())
+        if task.name in self._described:
             return
-        self._line_start_checked = True
-        if os.path.exists(self.trials_path) and os.path.getsize(self.trials_path) > 0:
-            with open(self.trials_path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                if f.read(1) != b"\n":
-                    with open(self.trials_path, "a", encoding="utf-8") as g:
-                        g.write("\n")
+        self._described.add(task.name)
+        line = {"task": task.name, "target": json.loads(str(task.target)), "weight": task.weight,
+                "mod": tvm.ir.save_json(task.mod)}
+        start_on_new_line(self.tasks_path)
+        with open(self.tasks_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(line) + "\n")
+
+    def _read_tasks(self) -> dict[str, dict]:
+        # A truncated line is left out: that task is described again on its next trial.
+        return {obj["task"]: obj for obj in _json_lines(self.tasks_path) if isinstance(obj, dict) and "task" in obj}
+
+    def load_tasks(self) -> dict[str, Task]:
+        """The tasks described in tasks.jsonl, by name."""
+        return {name: Task.from_module(name, tvm.ir.load_json(obj["mod"]), obj["target"], int(obj["weight"]))
+                for name, obj in self._read_tasks().items()}
+
+    def _ensure_line_start(self) -> None:
+        """After a killed run trials.jsonl may end mid-line. Only the file as found can end that
+        way, so this is checked once."""
+        if not self._line_start_checked:
+            self._line_start_checked = True
+            start_on_new_line(self.trials_path)
+
+
+def read_records(work_dir: str) -> tuple[RecordStore, list[Trial]]:
+    """The records of an earlier run, for reading them back (report, explain): a one-line error
+    when there is no such run."""
+    if not os.path.isdir(work_dir):
+        raise UserError(f"no work dir {work_dir!r}")
+    store = RecordStore(work_dir)
+    trials = store.load()
+    if not trials:
+        raise UserError(f"{work_dir!r} has no readable trials ({TRIALS_FILE})")
+    return store, trials
+
+
+def _json_lines(path: str) -> list:
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
+
+
+def start_on_new_line(path: str) -> None:
+    """End a file that stops mid-line (a killed writer) with a newline, so the next record
+    appended to it is a line of its own."""
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            ends_mid_line = f.read(1) != b"\n"
+        if ends_mid_line:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("\n")

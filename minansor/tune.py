@@ -15,9 +15,7 @@ features, prediction) and learning (model training). It is timed per round.
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -35,10 +33,10 @@ from .scheduler import NO_PROGRAM_S, TaskProgress, TaskScheduler, objective_s, s
 from .space import SearchSpace
 from .steps import InvalidProgram
 from .task import Task
+from .trace import PHASES
 from .verify import CheckResult, check_against_untuned
 
 STRATEGIES = {"evolutionary": EvolutionarySearch, "random": RandomSearch}
-ROUNDS_FILE = "rounds.jsonl"
 
 
 @dataclass
@@ -53,7 +51,7 @@ class TuneResult:
     wall_s: float
     check: CheckResult | None
     skipped_lines: int  # unreadable lines in trials.jsonl
-    rounds: list[dict] = field(default_factory=list)  # this call's rounds (see ROUNDS_FILE)
+    rounds: list[dict] = field(default_factory=list)  # this call's rounds (see records.ROUNDS_FILE)
 
     @property
     def best_ms(self) -> float:
@@ -113,7 +111,7 @@ class TaskTuner:
         self.strategy = STRATEGIES[self.config.search](self.space, self.config,
                                                       np.random.default_rng([seed, len(self.history)]), **shared)
         self.round_index = max((t.round for t in self.history), default=-1) + 1
-        self.rounds: list[dict] = []  # this session's rounds (see ROUNDS_FILE)
+        self.rounds: list[dict] = []  # this session's rounds (see records.ROUNDS_FILE)
         self.new_trials = 0
         self._replayed = False
 
@@ -135,7 +133,8 @@ class TaskTuner:
             return None
         results = measurer.measure_programs(self.task, [p.applied for p in proposals], seed=self.seed)
         for proposal, result in zip(proposals, results):
-            meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents)}
+            meta = {"score": proposal.score, "origin": proposal.origin, "parents": list(proposal.parents),
+                    "ancestry": list(proposal.ancestry)}
             trial = Trial(self.task.name, len(self.history), self.round_index, proposal.applied.program,
                           self.space.fingerprint(proposal.applied.program.sketch), result.latencies_s,
                           result.error, result.build_s, result.run_s, self.config.search, self.seed, meta)
@@ -146,16 +145,17 @@ class TaskTuner:
         self.strategy.observe([(p.applied, r.median_s) for p, r in zip(proposals, results)])
         learned_s = time.perf_counter() - began
         best = self.best
+        split_s = {**self.strategy.clock.take(), **measurer.last_split_s}
         record = {"task": self.task.name, "round": self.round_index, "trials": len(self.history),
+                  "measured": len(results), **self.strategy.stats.summary(),
                   "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
-                  "build_s": sum(r.build_s for r in results), "run_s": sum(r.run_s for r in results),
+                  "split_s": {phase: split_s.get(phase, 0.0) for phase in PHASES},
                   "failed": sum(not r.ok for r in results),
                   "rank_correlation": rank_correlation(np.array([p.score for p in proposals]),
                                                        normalized_throughput(np.array([r.median_s for r in results]))),
                   "best_ms": best.median_s * 1e3 if best else None}
         self.rounds.append(record)
-        with open(os.path.join(self.store.work_dir, ROUNDS_FILE), "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self.store.append_round(record)
         self.round_index += 1
         return record
 

@@ -13,6 +13,7 @@ import time
 import pytest
 from tvm import rpc
 
+from helpers import wait_for
 from minansor.cli import main
 from minansor.measure import build_module
 from minansor.models import load_model
@@ -53,34 +54,34 @@ def _servers_registered(port: int) -> int:
     return int(summary["queue_info"].get(KEY, {}).get("free", 0))
 
 
-def _wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.time() + timeout_s
-    while not condition():
-        if time.time() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        time.sleep(0.2)
+def _start_server(tracker_port: int) -> subprocess.Popen:
+    port = _free_port()
+    return _start("tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY, "--host", "127.0.0.1",
+                  "--port", str(port), "--port-end", str(port + 1))
 
 
 @pytest.fixture
-def loopback():
-    """A tracker and two servers under one key, on free loopback ports; stopped by pid."""
+def tracker():
+    """An rpc_tracker on a free loopback port; stopped by pid."""
     port = _free_port()
-    processes = [_start("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end",
-                        str(port + 1))]
-    servers = []
+    process = _start("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1))
     try:
-        _wait_for(lambda: _servers_registered(port) >= 0, "the tracker")
-        for _ in range(2):
-            server_port = _free_port()
-            servers.append(_start("tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{port}", "--key", KEY,
-                                  "--host", "127.0.0.1", "--port", str(server_port), "--port-end",
-                                  str(server_port + 1)))
-        processes += servers
-        _wait_for(lambda: _servers_registered(port) == 2, "two servers")
-        yield port, servers
+        wait_for(lambda: _servers_registered(port) >= 0, "the tracker")
+        yield port
     finally:
-        for process in processes:
-            _stop(process)
+        _stop(process)
+
+
+@pytest.fixture
+def loopback(tracker):
+    """Two servers under one key at the tracker; stopped by pid."""
+    servers = [_start_server(tracker) for _ in range(2)]
+    try:
+        wait_for(lambda: _servers_registered(tracker) == 2, "two servers")
+        yield tracker, servers
+    finally:
+        for server in servers:
+            _stop(server)
 
 
 def test_tune_through_the_tracker_on_two_devices(loopback, fast_config, tmp_path):
@@ -133,7 +134,7 @@ def test_a_device_lost_mid_batch_is_replaced_and_its_candidate_requeued(loopback
             busy[0] += 1
             first = busy[0] == 1
         if first:
-            _wait_for(lambda: busy[0] >= 2, "both devices busy", 30)
+            wait_for(lambda: busy[0] >= 2, "both devices busy", 30)
             _stop(servers[0])
             unplugged.set()
         unplugged.wait(30)
@@ -179,3 +180,36 @@ def test_jetson_nano_preset_builds_an_aarch64_library(tmp_path):
         header = f.read(20)
     assert header[:4] == b"\x7fELF" and int.from_bytes(header[18:20], "little") == 183  # EM_AARCH64
     assert resolve_target("cpu").host is None and cross_compiler(resolve_target("cpu")) is None
+
+
+def test_a_device_killed_and_restarted_mid_run_does_not_stop_it(tracker, fast_config, tmp_path):
+    """One device: it dies in the middle of a batch, and a new server registers a moment later
+    under the same key; the lost candidate waits for it and the run finishes."""
+    port = tracker
+    server = [_start_server(port)]
+    wait_for(lambda: _servers_registered(port) == 1, "the server")
+    measurer = RPCMeasurer(fast_config, RPCSettings("127.0.0.1", port, KEY, devices=1))
+    time_on, calls = measurer._time_on, [0]
+
+    def restart_once(session, *args):
+        calls[0] += 1
+        if calls[0] == 3:
+            _stop(server[0])
+
+            def come_back():
+                time.sleep(2.0)
+                server.append(_start_server(port))
+
+            threading.Thread(target=come_back, daemon=True).start()
+        return time_on(session, *args)
+
+    measurer._time_on = restart_once
+    try:
+        with measurer:
+            result = tune_task(make_task("gemm-64x48x32"), fast_config, str(tmp_path), trials=12, progress=False,
+                               measurer=measurer)
+    finally:
+        for process in server:
+            _stop(process)
+    assert result.trials == 12 and result.failed == 0 and result.check.ok
+    assert measurer.reconnects == 1 and len(server) == 2

@@ -46,19 +46,20 @@ def test_tune_op_cli_prints_a_table_and_json(tmp_path, capsys):
 
 
 def test_same_seed_and_same_recorded_measurements_give_the_same_search(tmp_path, fast_config):
-    from minansor.measure import MeasureResult, ReplayMeasurer
+    from minansor.measure import MeasureResult
+    from minansor.replay import ReplayMeasurer
 
     config = dataclasses.replace(fast_config, population=24, generations=2, min_fresh_random=8,
                                  model_min_samples=8)
     task = make_task("gemm-32x32x32")
     tune_task(task, config, str(tmp_path / "real"), trials=24, seed=3, progress=False)
     real = RecordStore(str(tmp_path / "real")).load(task.name)
-    recorded = {t.program.key(): MeasureResult(t.latencies_s, t.error) for t in real}
+    recorded = {task.name: [(t.program, MeasureResult(t.latencies_s, t.error)) for t in real]}
     paths = []
     for run in ("replay1", "replay2"):
-        replay = ReplayMeasurer(recorded)
+        replay = ReplayMeasurer(recorded, fallback="fail")
         tune_task(task, config, str(tmp_path / run), trials=24, seed=3, progress=False, measurer=replay)
-        assert replay.misses == 0
+        assert replay.answers["exact"] == 24 and replay.answers["missing"] == 0
         paths.append([t.program.key() for t in RecordStore(str(tmp_path / run)).load(task.name)])
     assert paths[0] == paths[1] == [t.program.key() for t in real]
 
