@@ -192,8 +192,8 @@ def plot_curves(results: list[Comparison], path: str) -> None:
     rows = math.ceil(len(results) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 3.6 * rows), squeeze=False)
     for ax, r in zip(axes.flat, results):
-        for run, style in ((r.minansor, "-"), (r.metaschedule, "--")):
-            ax.plot(range(1, len(run.curve) + 1), run.curve, style, label=run.name)
+        for tuner, style in ((r.minansor, "-"), (r.metaschedule, "--")):
+            ax.plot(range(1, len(tuner.curve) + 1), tuner.curve, style, label=tuner.name)
         ax.set_title(r.task, fontsize=9)
         ax.set_xlabel("trials")
         ax.set_ylabel("best latency (ms, own measurement)")

@@ -16,6 +16,8 @@ from .errors import UserError
 @dataclass(frozen=True)
 class SearchConfig:
     # --- the search space (sketch rules and random annotation) ---
+    cpu_sketch_rules: tuple[str, ...] = ("always_inline", "add_rfactor", "add_cache_write",
+                                         "multi_level_tiling_with_fusion", "multi_level_tiling", "skip_stage")
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
     gpu_tile_structure: str = "SSSRRSRS"  # Ansor's GPU tiling: blockIdx, vthread, threadIdx, ... (gpu_sketch.py)
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
@@ -67,8 +69,6 @@ class SearchConfig:
 
 
 SEARCH_STRATEGIES = ("evolutionary", "random")
-COST_MODELS = ("xgb", "random")
-FEATURE_SETS = ("minansor", "tvm")
 TILE_SAMPLINGS = ("per_prime", "uniform")
 TASK_SCHEDULERS = ("gradient", "round_robin")
 
@@ -79,6 +79,12 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"unknown search strategy {config.search!r}; choose from {', '.join(SEARCH_STRATEGIES)}")
     if config.tile_sampling not in TILE_SAMPLINGS:
         raise UserError(f"unknown tile sampling {config.tile_sampling!r}; choose from {', '.join(TILE_SAMPLINGS)}")
+    # The registries live beside what they register, and can grow (see examples/).
+    from .cost_model import COST_MODELS
+    from .features import FEATURE_SETS
+    from .mutate import parse_weights
+    from .sketch import SKETCH_RULES
+
     if config.cost_model not in COST_MODELS:
         raise UserError(f"unknown cost model {config.cost_model!r}; choose from {', '.join(COST_MODELS)}")
     if config.task_scheduler not in TASK_SCHEDULERS:
@@ -91,9 +97,10 @@ def validate(config: SearchConfig) -> SearchConfig:
             raise UserError(f"config field {name} must lie in [0, 1], got {getattr(config, name)}")
     if config.mutation_probability + config.crossover_probability > 1.0:
         raise UserError("mutation_probability + crossover_probability must not exceed 1")
-    from .mutate import parse_weights
-
     parse_weights(config.mutators)
+    unknown_rules = [name for name in config.cpu_sketch_rules if name not in SKETCH_RULES]
+    if unknown_rules:
+        raise UserError(f"unknown sketch rule(s) {', '.join(unknown_rules)}; choose from {', '.join(SKETCH_RULES)}")
     if set(config.cpu_tile_structure) - {"S", "R"} or "S" not in config.cpu_tile_structure:
         raise UserError(f"tile structure {config.cpu_tile_structure!r} must be made of S and R and contain S")
     if set(config.gpu_tile_structure) - {"S", "R"} or not config.gpu_tile_structure.startswith("SSS"):

@@ -10,10 +10,10 @@ the search cares about, are fitted best.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-
 
 
 class CostModel(Protocol):
@@ -147,9 +147,18 @@ class TaskModel:
         return self.shared.model.predict(features)
 
 
+# (the search's random stream, measured programs needed before training) -> a fresh model.
+CostModelFactory = Callable[[np.random.Generator, int], CostModel]
+
+# SearchConfig.cost_model names one of these; register another by adding it (examples/custom_cost_model.py).
+COST_MODELS: dict[str, CostModelFactory] = {
+    "xgb": lambda rng, min_samples: XGBModel(rng, min_samples=min_samples),
+    "random": lambda rng, min_samples: RandomModel(rng),
+}
+
+
 def make_cost_model(name: str, rng: np.random.Generator, min_samples: int) -> CostModel:
-    """`name` is one of config.COST_MODELS."""
-    return XGBModel(rng, min_samples=min_samples) if name == "xgb" else RandomModel(rng)
+    return COST_MODELS[name](rng, min_samples)
 
 
 def rank_correlation(predicted: np.ndarray, measured: np.ndarray) -> float:

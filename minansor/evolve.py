@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from tvm.s_tir import Schedule
 
 from .config import SearchConfig
 from .cost_model import CostModel, make_cost_model
@@ -53,6 +54,7 @@ class EvolutionarySearch:
         self.weights = parse_weights(config.mutators)
         self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)
         self._features: dict[str, np.ndarray] = {}
+        self.prior: list[tuple[np.ndarray, float]] = []  # (features, seconds) measured elsewhere (warm_start)
         self._lineage: dict[str, tuple[str, tuple[str, ...]]] = {}  # key -> (origin, parents), this round
         self.clock = Stopwatch()  # this round's time per phase (trace.py)
         self.stats = RoundStats()
@@ -76,12 +78,24 @@ class EvolutionarySearch:
         """Record measured programs (seconds; inf = failed) and retrain the model on all of them."""
         for applied, seconds in measured:
             self.measured[applied.program.key()] = (applied, seconds)
-        keys = list(self.measured)
-        with self.clock.phase("model"):
-            self.model.update([self.features(self.measured[k][0]) for k in keys],
-                              np.array([self.measured[k][1] for k in keys]))
+        self._train()
         # Only measured programs' features are worth keeping across rounds.
         self._features = {k: v for k, v in self._features.items() if k in self.measured}
+
+    def warm_start(self, schedules: list[tuple[Schedule, float]]) -> None:
+        """Teach the model programs measured elsewhere (MetaSchedule's records, an earlier run of
+        another search): scheduled TIR and seconds. They are outside this search space, so they
+        are training data only, never mutated or proposed; with enough of them the very first
+        round is already ranked by the model."""
+        for sch, seconds in schedules:
+            self.prior.append((self.extract(Applied(Program(-1, ()), sch, ())), seconds))
+        self._train()
+
+    def _train(self) -> None:
+        keys = list(self.measured)
+        with self.clock.phase("model"):
+            self.model.update([self.features(self.measured[k][0]) for k in keys] + [f for f, _ in self.prior],
+                              np.array([self.measured[k][1] for k in keys] + [s for _, s in self.prior]))
 
     # ------------------------------------------------------------ one round
 

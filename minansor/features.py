@@ -359,6 +359,15 @@ def tvm_extractor(task) -> Callable:
     return extract_one
 
 
+def minansor_extractor(task) -> Callable:
+    """Our features (FEATURE_NAMES), read from the scheduled TIR."""
+    return lambda applied: extract(applied.mod)
+
+
+# SearchConfig.features names one of these: task -> (applied program -> feature matrix, one row
+# per store). Register another by adding it (examples/add_feature.py).
+FEATURE_SETS: dict[str, Callable] = {"minansor": minansor_extractor, "tvm": tvm_extractor}
+
+
 def make_extractor(name: str, task) -> Callable:
-    """applied program -> feature matrix, for `name` in config.FEATURE_SETS."""
-    return tvm_extractor(task) if name == "tvm" else (lambda applied: extract(applied.mod))
+    return FEATURE_SETS[name](task)

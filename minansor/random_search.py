@@ -37,3 +37,6 @@ class RandomSearch:
 
     def observe(self, measured: list[tuple[Applied, float]]) -> None:
         pass
+
+    def warm_start(self, schedules: list) -> None:
+        pass  # no model to teach

@@ -20,7 +20,10 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 import tvm
+import tvm_ffi
+from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
 from .errors import UserError
@@ -164,6 +167,27 @@ class RecordStore:
         if not self._line_start_checked:
             self._line_start_checked = True
             start_on_new_line(self.trials_path)
+
+
+# MetaSchedule records a failed measurement with a huge time instead of an error.
+METASCHEDULE_FAILED_S = 1e9
+
+
+def metaschedule_measurements(work_dir: str, task: Task) -> list[tuple[Schedule, float]]:
+    """What MetaSchedule measured for `task` in its JSON database at `work_dir` (its own tuning
+    runs, or ours): each record's trace replayed on the task, with the median seconds (inf for a
+    failed run). The warm start of tune.tune_task reads these."""
+    if not os.path.exists(os.path.join(work_dir, "database_tuning_record.json")):
+        raise UserError(f"no MetaSchedule database in {work_dir!r}")
+    out = []
+    for record in ms.database.JSONDatabase(work_dir=work_dir).get_all_tuning_records():
+        if not record.run_secs or not tvm_ffi.structural_equal(record.workload.mod, task.mod):
+            continue
+        sch = Schedule(task.mod)
+        record.trace.apply_to_schedule(sch, remove_postproc=False)
+        seconds = float(np.median([float(s) for s in record.run_secs]))
+        out.append((sch, seconds if seconds < METASCHEDULE_FAILED_S else float("inf")))
+    return out
 
 
 def read_records(work_dir: str) -> tuple[RecordStore, list[Trial]]:

@@ -5,9 +5,10 @@ and leaves every number open. Each rule is a plain function
 
     rule(derivation, block, config) -> (Outcome, [new derivations])
 
-and the rule list of a target is data (`CPU_RULES`). As in Ansor, for each block the rules are
-tried in order; a rule that applies contributes its derivations, and `APPLY_AND_SKIP_REST`
-stops the rules after it. `APPLY` keeps going, so one block can fork a derivation into several
+and the rule list of a target is data (`SKETCH_RULES`, picked and ordered by
+`SearchConfig.cpu_sketch_rules`; the GPU rules are in gpu_sketch.py). As in Ansor, for each
+block the rules are tried in order; a rule that applies contributes its derivations, and
+`APPLY_AND_SKIP_REST` stops the rules after it. `APPLY` keeps going, so one block can fork a derivation into several
 sketches (rfactor or not, cache write or not).
 
 After the rules, `annotation_steps` lists where random annotation will decide: compute
@@ -177,14 +178,20 @@ def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome
     return Outcome.APPLY, [Derivation(d.sch, d.steps, d.pending[1:], d.config)]
 
 
-CPU_RULES: tuple[Rule, ...] = (always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_fusion,
-                               multi_level_tiling, skip_stage)
+# Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
+# are tried; register another by adding it here (examples/add_sketch_rule.py).
+SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
+    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_fusion, multi_level_tiling, skip_stage)}
+
+
+def cpu_rules(config: SearchConfig) -> tuple[Rule, ...]:
+    return tuple(SKETCH_RULES[name] for name in config.cpu_sketch_rules)
 
 
 # ---------------------------------------------------------------- generation
 
 
-def derive(mod, config: SearchConfig, rules: tuple[Rule, ...] = CPU_RULES) -> list[Derivation]:
+def derive(mod, config: SearchConfig, rules: tuple[Rule, ...]) -> list[Derivation]:
     """Apply `rules` to every block from the output backwards; return the finished derivations."""
     sch = Schedule(mod)
     work = [Derivation(sch, (), tuple(reversed(analysis.block_names(sch))), config)]
@@ -224,4 +231,4 @@ def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sket
         from .gpu_sketch import GPU_RULES, gpu_annotation_steps
 
         return [Sketch(d.steps, gpu_annotation_steps(d)) for d in derive(mod, config, GPU_RULES)]
-    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, CPU_RULES)]
+    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, cpu_rules(config))]

@@ -172,11 +172,15 @@ class TaskTuner:
 
 
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
-              progress: bool = True, measurer=None) -> TuneResult:
+              progress: bool = True, measurer=None, warm_start: list | None = None) -> TuneResult:
     """Tune until `trials` are recorded in `work_dir`. `measurer` defaults to a LocalMeasurer;
-    a ReplayMeasurer answers from earlier records instead."""
+    a ReplayMeasurer answers from earlier records instead. `warm_start`: (schedule, seconds) of
+    programs measured elsewhere, for the cost model to learn first (EvolutionarySearch.warm_start;
+    records.metaschedule_measurements reads them from MetaSchedule's database)."""
     start = time.perf_counter()
     tuner = TaskTuner(task, config, RecordStore(work_dir), seed)
+    if warm_start:
+        tuner.strategy.warm_start(warm_start)
     with measurer or LocalMeasurer(tuner.config) as measurer, \
             tqdm(total=trials, initial=min(len(tuner.history), trials), disable=not progress, desc=task.name,
                  unit="trial", leave=False) as bar:
