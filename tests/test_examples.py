@@ -1,6 +1,7 @@
 """Every recipe under examples/ runs at a tiny budget, so that none of them rots, and the
 walkthrough names only functions that exist."""
 
+import glob
 import importlib
 import os
 import re
@@ -127,10 +128,12 @@ def test_walkthrough_prints_every_stage_and_names_real_functions(tmp_path):
             found = getattr(found, part)  # AttributeError names what the page got wrong
 
 
-@pytest.mark.parametrize("page", ["walkthrough.md", "README.md"])
+GUIDE = sorted(glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True)) + [os.path.join(ROOT, "README.md")]
+
+
+@pytest.mark.parametrize("page", GUIDE, ids=lambda path: os.path.relpath(path, ROOT))
 def test_the_guide_links_resolve(page):
-    docs = os.path.join(ROOT, "docs")
-    text = open(os.path.join(docs, page)).read()
+    text = open(page).read()
     for link in re.findall(r"\]\(([^)#]+)\)", text):
         if not link.startswith("http"):
-            assert os.path.exists(os.path.normpath(os.path.join(docs, link))), link
+            assert os.path.exists(os.path.normpath(os.path.join(os.path.dirname(page), link))), link
