@@ -221,14 +221,20 @@ def median_time(call: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> t
 
 def run(executable, inputs: list[np.ndarray], repeats: int = 5, target="cpu",
         open_library: OpenLibrary = open_local) -> Timing:
-    """Run the network in the Relax VM on the target's device: this machine's by default, or a
-    remote one when `open_library` uploads there (rpc.RPCMeasurer.open_library). The median of
-    `repeats` timed runs after one warm-up, and the outputs, fetched back."""
+    """`run_library` on a built executable, exported to a scratch library first."""
     target = resolve_target(target)
     with tempfile.TemporaryDirectory(prefix="minansor-network-") as scratch:
         path = os.path.join(scratch, "network.so")
         export_library(executable, path, cross_compiler(target))
-        library, dev = open_library(path, target)
+        return run_library(path, inputs, repeats, target, open_library)
+
+
+def run_library(path: str, inputs: list[np.ndarray], repeats: int, target: tvm.target.Target,
+                open_library: OpenLibrary = open_local) -> Timing:
+    """Run an exported network in the Relax VM on the target's device: this machine's by default,
+    or a remote one when `open_library` uploads there (rpc.RPCMeasurer.open_library). The median
+    of `repeats` timed runs after one warm-up, and the outputs, fetched back."""
+    library, dev = open_library(path, target)
     vm = relax.VirtualMachine(library, dev)
     # The stateful calls are the ones that work over RPC (the arguments travel as DLTensors).
     vm.set_input("main", *(tvm.runtime.tensor(x, dev) for x in inputs))
@@ -369,7 +375,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     executable, tuned_functions = build(fused, target, store.database)
     library = os.path.join(work_dir, f"{network.name}.so")
     export_library(executable, library, cross_compiler(target))
-    tuned = run(executable, inputs, repeats, target, open_library)
+    tuned = run_library(library, inputs, repeats, target, open_library)
     weights = {t.name: t.weight for t in tunable}
     plot = os.path.join(work_dir, f"{network.name}.png")
     plot_network(estimated_latency_curve(store.load(), weights),

@@ -100,20 +100,16 @@ class RecordStore:
     def load(self, task_name: str | None = None) -> list[Trial]:
         """Every trial of `task_name` (all tasks if None). Unreadable lines are skipped and
         counted in `skipped_lines`."""
-        if not os.path.exists(self.trials_path):
-            return []
-        trials, self.skipped_lines = [], 0
-        with open(self.trials_path, encoding="utf-8") as f:
-            for line in f:
-                if not line.strip():
-                    continue
-                try:
-                    trial = Trial.from_json(json.loads(line))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    self.skipped_lines += 1
-                    continue
-                if task_name is None or trial.task == task_name:
-                    trials.append(trial)
+        objects, self.skipped_lines = _json_lines(self.trials_path)
+        trials = []
+        for obj in objects:
+            try:
+                trial = Trial.from_json(obj)
+            except (KeyError, TypeError, ValueError):
+                self.skipped_lines += 1
+                continue
+            if task_name is None or trial.task == task_name:
+                trials.append(trial)
         return trials
 
     def append(self, task: Task, applied: Applied, trial: Trial) -> None:
@@ -138,7 +134,7 @@ class RecordStore:
 
     def load_rounds(self) -> list[dict]:
         """The search trace, in order; unreadable lines are left out."""
-        return [obj for obj in _json_lines(self.rounds_path) if isinstance(obj, dict)]
+        return [obj for obj in _json_lines(self.rounds_path)[0] if isinstance(obj, dict)]
 
     def _describe(self, task: Task) -> None:
         if self._described is None:
@@ -154,7 +150,7 @@ class RecordStore:
 
     def _read_tasks(self) -> dict[str, dict]:
         # A truncated line is left out: that task is described again on its next trial.
-        return {obj["task"]: obj for obj in _json_lines(self.tasks_path) if isinstance(obj, dict) and "task" in obj}
+        return {obj["task"]: obj for obj in _json_lines(self.tasks_path)[0] if isinstance(obj, dict) and "task" in obj}
 
     def load_tasks(self) -> dict[str, Task]:
         """The tasks described in tasks.jsonl, by name."""
@@ -202,17 +198,20 @@ def read_records(work_dir: str) -> tuple[RecordStore, list[Trial]]:
     return store, trials
 
 
-def _json_lines(path: str) -> list:
+def _json_lines(path: str) -> tuple[list, int]:
+    """(the JSON value of every readable line of `path`, how many non-empty lines were not)."""
     if not os.path.exists(path):
-        return []
-    out = []
+        return [], 0
+    out, unreadable = [], 0
     with open(path, encoding="utf-8") as f:
         for line in f:
+            if not line.strip():
+                continue
             try:
                 out.append(json.loads(line))
             except json.JSONDecodeError:
-                continue
-    return out
+                unreadable += 1
+    return out, unreadable
 
 
 def start_on_new_line(path: str) -> None:
