@@ -53,7 +53,9 @@ def with_swaps(mix: str, share: float = 0.2) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Any other option goes to experiments/ablate.py (see its --help): "
+                                            "--budgets, --seeds, --pool-trials, --set, ...")
     parser.add_argument("--workload", default="yolo-conv-26x26-128-128-3x3")
     parser.add_argument("--share", type=float, default=0.2, help="weight of the new mutator (default 0.2)")
     args, rest = parser.parse_known_args(argv)  # the rest goes to experiments/ablate.py

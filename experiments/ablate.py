@@ -146,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     try:
-        budgets = sorted({int(b) for b in args.budgets.split(",") if b})
-        seeds = [int(s) for s in args.seeds.split(",") if s]
+        try:
+            budgets = sorted({int(b) for b in args.budgets.split(",") if b})
+            seeds = [int(s) for s in args.seeds.split(",") if s]
+        except ValueError:
+            raise UserError(f"--budgets and --seeds take comma-separated integers, got {args.budgets!r}, "
+                            f"{args.seeds!r}") from None
         tasks = [make_task(name) for name in args.tasks.split(",") if name]
         base = with_overrides(SearchConfig(), args.set)
         grid = dict(DEFAULT_GRID)

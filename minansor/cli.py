@@ -186,12 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="A readable Ansor: sketch generation, random annotation and search over TVM TensorIR.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, help_text: str, func) -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, func, target: bool = True) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
-        p.add_argument("--target", default="cpu",
-                       help="a preset (cpu, jetson-nano, cuda) or a JSON target dict, e.g. "
-                            "'{\"kind\": \"llvm\", \"num-cores\": 2}' (default: cpu, the local CPU)")
+        if target:  # commands that read a work dir take the target from its records
+            p.add_argument("--target", default="cpu",
+                           help="a preset (cpu, jetson-nano, cuda) or a JSON target dict, e.g. "
+                                "'{\"kind\": \"llvm\", \"num-cores\": 2}' (default: cpu, the local CPU)")
         return p
 
     add("workloads", "List the workload catalogue (GEMMs, YOLOv4-tiny layers, ...) and the name patterns.",
@@ -251,11 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_rpc_options(p)
 
     p = add("report", "Plot a tuning run from its records (best latency vs trials, predicted vs measured, time "
-                      "split per round) and write a markdown summary into the work dir.", cmd_report)
+                      "split per round) and write a markdown summary into the work dir.", cmd_report,
+            target=False)
     p.add_argument("work_dir", help="the --work-dir of a tune-op, tune-model or compare run")
 
     p = add("explain", "Show the best program of a run: its sketch, decisions, lineage (which sketch, mutations "
-                       "and crossovers produced it) and TVMScript, checked against the untuned program.", cmd_explain)
+                       "and crossovers produced it) and TVMScript, checked against the untuned program.", cmd_explain,
+            target=False)
     p.add_argument("work_dir", help="the --work-dir of a tune-op or tune-model run")
     p.add_argument("--task", help="which task, when the work dir holds several (a network)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
