@@ -28,6 +28,7 @@ import os
 import shlex
 import shutil
 import sys
+from collections import Counter
 
 import numpy as np
 from tqdm import tqdm
@@ -51,12 +52,14 @@ DEFAULT_GRID: dict[str, list[str]] = {
     "TVM's features": ["features=tvm"],
     "crossover on": ["crossover_probability=0.3", "mutation_probability=0.6"],
     "tile-size mutator only": ["mutators=tile_size:1.0"],
+    "uniform mutator weights": ["mutators=tile_size:0.25,compute_location:0.25,unroll:0.25,parallel:0.25"],
     "population 64": ["population=64"],
     "no eps-greedy": ["eps_greedy=0"],
     "random search": ["search=random"],
     "round-robin task scheduler": ["task_scheduler=round_robin"],  # only with several tasks
 }
 DEFAULT_TASKS = "yolo-conv-26x26-256-256-3x3"
+ANSWERS_FILE = "replay-answers.json"  # how the pool answered a run, summed over its resumptions
 
 
 def parse_variant(spec: str) -> tuple[str, list[str]]:
@@ -88,11 +91,21 @@ def latency_at(curve: list[tuple[int, float]], budget: int) -> float:
 
 
 def run_variant(tasks, config: SearchConfig, pool: ReplayMeasurer, work_dir: str, seed: int,
-                budgets: list[int]) -> tuple[list[float], list[tuple[int, float]]]:
-    """(estimated latency at each budget, the whole curve) of one replayed run."""
+                budgets: list[int]) -> tuple[list[float], list[tuple[int, float]], Counter]:
+    """(estimated latency at each budget, the whole curve, how the pool answered) of one replayed run.
+    The answers are kept beside the run's records, so a resumed run reports all of them."""
+    before = Counter(pool.answers)
     tune_tasks(tasks, config, work_dir, max(budgets), seed, progress=False, measurer=pool)
+    path = os.path.join(work_dir, ANSWERS_FILE)
+    answers = Counter()
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            answers.update(json.load(f))
+    answers.update(pool.answers - before)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(answers, f)
     curve = estimated_latency_curve(RecordStore(work_dir).load(), {t.name: t.weight for t in tasks})
-    return [latency_at(curve, b) for b in budgets], curve
+    return [latency_at(curve, b) for b in budgets], curve, answers
 
 
 def summarize(rows: dict[str, list[list[float]]], budgets: list[int]) -> tuple[list[str], list[list]]:
@@ -102,7 +115,8 @@ def summarize(rows: dict[str, list[list[float]]], budgets: list[int]) -> tuple[l
     table = []
     for label, runs in rows.items():
         values = np.array(runs) * 1e3
-        cells = [f"{values[:, i].mean():.4f} ± {values[:, i].std():.4f}" for i in range(len(budgets))]
+        cells = [f"{values[:, i].mean():.4f} ± {values[:, i].std():.4f}" if np.isfinite(values[:, i]).all()
+                 else "a task not tuned yet" for i in range(len(budgets))]
         ratio = f"{values[:, -1].mean() / (baseline * 1e3):.3f}" if baseline else "-"
         table.append([label] + cells + [ratio])
     return headers, table
@@ -176,22 +190,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: dict[str, list[list[float]]] = {}
     curves: dict[str, list[list[tuple[int, float]]]] = {}
-    answers: dict[str, str] = {}
+    answers: dict[str, Counter] = {}
     with tqdm(total=len(configs) * len(seeds), desc="replaying", unit="run", disable=args.no_progress) as bar:
         for label, config in configs.items():
-            before = dict(pool.answers)
+            answers[label] = Counter()
             for seed in seeds:
                 work = os.path.join(root, slug(label), f"seed{seed}")
                 if args.fresh:
                     shutil.rmtree(work, ignore_errors=True)
-                at_budgets, curve = run_variant(tasks, config, pool, work, seed, budgets)
+                at_budgets, curve, run_answers = run_variant(tasks, config, pool, work, seed, budgets)
                 rows.setdefault(label, []).append(at_budgets)
                 curves.setdefault(label, []).append(curve)
+                answers[label].update(run_answers)
                 bar.update()
-            answers[label] = ", ".join(f"{pool.answers[k] - before.get(k, 0)} {k}" for k in ("exact", "nearest", "missing"))
 
     headers, table = summarize(rows, budgets)
-    replay_line = pool.describe()
+    replay_line = pool.describe(sum(answers.values(), Counter()))
     print(replay_line)
     print(format_table(headers, table))
     os.makedirs(args.results, exist_ok=True)
@@ -206,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in table]
     lines += ["", "Replay answers per variant (all seeds):", ""]
-    lines += [f"- {label} ({'; '.join(grid[label]) or 'no change'}): {text}" for label, text in answers.items()]
+    lines += [f"- {label} ({'; '.join(grid[label]) or 'no change'}): "
+              + ", ".join(f"{counts[k]} {k}" for k in ("exact", "nearest", "missing"))
+              for label, counts in answers.items()]
     lines += ["", f"![curves](ablate-{name}.png)", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))

@@ -77,12 +77,14 @@ class ReplayMeasurer:
     def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
         return [self.answer(task.name, a.program) for a in applied]
 
-    def describe(self) -> str:
-        total = sum(self.answers.values())
+    def describe(self, answers: Counter | None = None) -> str:
+        """The REPLAY line for this replayer's answers so far, or for `answers` counted elsewhere."""
+        answers = self.answers if answers is None else answers
+        total = sum(answers.values())
         pool = sum(len(pairs) for pairs in self.pairs.values())
         return (f"REPLAY, not hardware: {total} measurements answered from {pool} recorded ones: "
-                f"{self.answers['exact']} exact, {self.answers['nearest']} by the nearest recorded program, "
-                f"{self.answers['missing']} with no answer (failed trials)")
+                f"{answers['exact']} exact, {answers['nearest']} by the nearest recorded program, "
+                f"{answers['missing']} with no answer (failed trials)")
 
     def __enter__(self) -> "ReplayMeasurer":
         return self

@@ -129,7 +129,10 @@ def test_ablation_grid_replays_seeds_and_writes_its_table(tuned, tmp_path, capsy
     assert set(result["variants"]) == {"default", "random search", "pop 12"}
     assert all(len(runs) == 2 and all(len(r) == 2 and r[1] <= r[0] for r in runs)
                for runs in (v["latency_s"] for v in result["variants"].values()))
-    assert "REPLAY" in open(tmp_path / "results" / "ablate-tiny.md").read()
+    first = open(tmp_path / "results" / "ablate-tiny.md").read()
+    assert "REPLAY" in first and " 0 measurements answered" not in first
+    assert ablate.main(argv) == 0  # every run resumes from its records: same table, same replay counts
+    assert open(tmp_path / "results" / "ablate-tiny.md").read() == first
     assert ablate.main(argv[:-6] + ["--only", "no such variant"]) == 2
 
 
