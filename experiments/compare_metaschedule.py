@@ -9,7 +9,9 @@ nothing else on the machine meanwhile), then writes experiments/results/compare-
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
 with --tasks, and a seed other than 0 adds -seed<S> to every name (results and records). The
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
-killed run goes on where it stopped (--fresh starts over).
+killed run goes on where it stopped (--fresh starts over). With several --seeds, every seed is
+run in turn and compare-<suite>-<budget>-seeds.md puts each task's ratios side by side: one seed
+is not enough to call a winner (the search's own spread over seeds is often above 10 %).
 
 With --model (a built-in name, an .onnx or a .pt2 file) the whole network is tuned by each
 tuner with the budget as its total trials (minansor's task scheduler vs MetaSchedule's
@@ -29,7 +31,8 @@ import sys
 from tqdm import tqdm
 
 from minansor.cli import format_table
-from minansor.compare import Comparison, compare_network, compare_task, network_markdown, geometric_mean_ratio, markdown, plot_curves, table_rows
+from minansor.compare import (Comparison, compare_network, compare_task, geometric_mean_ratio, markdown,
+                              network_markdown, plot_curves, seeds_markdown, table_rows)
 from minansor.config import SearchConfig, with_overrides
 from minansor.models import load_model
 from minansor.workloads import YOLO_LAYERS, make_task
@@ -64,18 +67,38 @@ def previous_results(path: str) -> dict[str, Comparison]:
         return {r.task: r for r in map(Comparison.from_dict, json.load(f))}
 
 
-def compare_model(args, config, command: str) -> int:
-    network = load_model(args.model, args.seed)
+def compare_model(args, config, command: str, seed: int) -> None:
+    network = load_model(args.model, seed)
     for budget in [int(b) for b in args.budgets.split(",")]:
-        work_dir = os.path.join(args.work_dir, "model", network.name, f"{budget}{seed_suffix(args.seed)}")
-        result = compare_network(network, budget, config, work_dir, args.seed)
-        stem = os.path.join(RESULTS, f"compare-model-{network.name}-{budget}{seed_suffix(args.seed)}")
+        work_dir = os.path.join(args.work_dir, "model", network.name, f"{budget}{seed_suffix(seed)}")
+        result = compare_network(network, budget, config, work_dir, seed)
+        stem = os.path.join(args.results, f"compare-model-{network.name}-{budget}{seed_suffix(seed)}")
         with open(stem + ".md", "w") as f:
             f.write(network_markdown(result, command, machine()))
         with open(stem + ".json", "w") as f:
             json.dump(dataclasses.asdict(result), f, indent=1)
         print(network_markdown(result, command, machine()))
-    return 0
+
+
+def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig, args, stem: str,
+                  command: str) -> list[Comparison]:
+    """Every task at one budget and seed; results rewritten after each task, finished tasks kept."""
+    done = {} if args.fresh else previous_results(stem + ".json")
+    results = [done[name] for name in names if name in done]
+    for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials, seed {seed}", unit="task"):
+        work_dir = os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
+        results.append(compare_task(make_task(name), budget, config, work_dir, seed, progress=False))
+        results.sort(key=lambda r: names.index(r.task))
+        with open(stem + ".md", "w") as f:
+            f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
+        with open(stem + ".json", "w") as f:
+            json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
+        plot_curves(results, stem + ".png")
+    headers, rows = table_rows(results)
+    print(format_table(headers, rows))
+    print(f"geometric mean ratio (minansor / MetaSchedule) at {budget} trials, seed {seed}: "
+          f"{geometric_mean_ratio(results):.3f}")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,33 +107,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", help="comma-separated workloads instead of a suite")
     parser.add_argument("--model", help="compare on a whole network instead (built-in name, .onnx or .pt2)")
     parser.add_argument("--budgets", default="64,200", help="comma-separated trial budgets (default 64,200)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds, each run in turn (default 0)")
     parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
     parser.add_argument("--fresh", action="store_true", help="re-run tasks already in the results file")
+    parser.add_argument("--results", default=RESULTS, help="where tables and plots go (default experiments/results)")
     args = parser.parse_args(argv)
     names = args.tasks.split(",") if args.tasks else SUITES[args.suite]
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s]
+    except ValueError:
+        parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
     config = with_overrides(SearchConfig(), args.set or [])
-    os.makedirs(RESULTS, exist_ok=True)
+    os.makedirs(args.results, exist_ok=True)
     command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
     if args.model:
-        return compare_model(args, config, command)
+        for seed in seeds:
+            compare_model(args, config, command, seed)
+        return 0
     for budget in [int(b) for b in args.budgets.split(",")]:
-        stem = os.path.join(RESULTS, f"compare-{'custom' if args.tasks else args.suite}-{budget}{seed_suffix(args.seed)}")
-        done = {} if args.fresh else previous_results(stem + ".json")
-        results = [done[name] for name in names if name in done]
-        for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials", unit="task"):
-            work_dir = os.path.join(args.work_dir, f"{budget}{seed_suffix(args.seed)}", name)
-            results.append(compare_task(make_task(name), budget, config, work_dir, args.seed, progress=False))
-            results.sort(key=lambda r: names.index(r.task))
-            with open(stem + ".md", "w") as f:
-                f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
-            with open(stem + ".json", "w") as f:
-                json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
-            plot_curves(results, stem + ".png")
-        headers, rows = table_rows(results)
-        print(format_table(headers, rows))
-        print(f"geometric mean ratio (minansor / MetaSchedule) at {budget} trials: {geometric_mean_ratio(results):.3f}")
+        base = os.path.join(args.results, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
+        by_seed = {seed: compare_suite(names, budget, seed, config, args, base + seed_suffix(seed), command)
+                   for seed in seeds}
+        if len(seeds) > 1:
+            text = seeds_markdown(by_seed, f"minansor vs MetaSchedule, {budget} trials per task, seeds {args.seeds}",
+                                  command, machine())
+            with open(base + "-seeds.md", "w") as f:
+                f.write(text)
+            print(text)
     return 0
 
 

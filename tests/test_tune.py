@@ -2,6 +2,9 @@
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -73,3 +76,19 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     assert ratio > 0
     assert (tmp_path / "minansor" / "trials.jsonl").exists()
     assert (tmp_path / "metaschedule" / "database_tuning_record.json").exists()
+
+
+def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_path):
+    """MetaSchedule runs in its own process here: its tune_tir leaves loggers behind."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
+                          "compare_metaschedule.py")
+    done = subprocess.run([sys.executable, script, "--tasks", "gemm-16x16x16", "--budgets", "4", "--seeds", "0,1",
+                           "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path), "--set", "trials_per_round=4",
+                           "--set", "min_repeat_ms=1", "--set", "repeat=1"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    per_seed = [json.load(open(tmp_path / name)) for name in ("compare-custom-4.json", "compare-custom-4-seed1.json")]
+    ratios = [runs[0]["minansor"]["best_ms"] / runs[0]["metaschedule"]["best_ms"] for runs in per_seed]
+    summary = (tmp_path / "compare-custom-4-seeds.md").read_text()
+    row = next(line for line in summary.splitlines() if line.startswith("| gemm-16x16x16"))
+    assert row.split(" | ")[1:3] == [f"{r:.3f}" for r in ratios]
+    assert f"**{float(np.exp(np.mean(np.log(ratios)))):.3f}**" in summary
