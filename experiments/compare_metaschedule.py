@@ -9,7 +9,8 @@ nothing else on the machine meanwhile), then writes experiments/results/compare-
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
 with --tasks, and a seed other than 0 adds -seed<S> to every name (results and records). The
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
-killed run goes on where it stopped (--fresh starts over). With several --seeds, every seed is
+killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
+records of an unfinished one are deleted first, since MetaSchedule would seed its search with them. With several --seeds, every seed is
 run in turn and compare-<suite>-<budget>-seeds.md puts each task's ratios side by side: one seed
 is not enough to call a winner (the search's own spread over seeds is often above 10 %).
 
@@ -87,7 +88,8 @@ def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig
     results = [done[name] for name in names if name in done]
     for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials, seed {seed}", unit="task"):
         work_dir = os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
-        results.append(compare_task(make_task(name), budget, config, work_dir, seed, progress=False))
+        # A task missing from the results did not finish: it starts over, both tuners from nothing.
+        results.append(compare_task(make_task(name), budget, config, work_dir, seed, progress=False, fresh=True))
         results.sort(key=lambda r: names.index(r.task))
         with open(stem + ".md", "w") as f:
             f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))

@@ -111,7 +111,8 @@ def cmd_compare(args) -> int:
     task = make_task(args.workload, args.target)
     if args.trials < 1:
         raise UserError("--trials must be at least 1")
-    result = compare_task(task, args.trials, _config(args), args.work_dir, args.seed, progress=not args.no_progress)
+    result = compare_task(task, args.trials, _config(args), args.work_dir, args.seed, progress=not args.no_progress,
+                          fresh=args.fresh)
     headers, rows = table_rows([result])
     print(format_table(headers, rows))
     print(f"ratio minansor / MetaSchedule best latency: {result.ratio:.3f} (below 1: minansor faster)")
@@ -229,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trials", type=int, default=64, help="trials for each tuner (default 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed of both tuners (default 0)")
     p.add_argument("--work-dir", default="work_dirs/compare-cli", help="records of both tuners")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the records of an earlier comparison in --work-dir (both tuners start from nothing)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from tvm.s_tir import meta_schedule as ms
 from tvm.ir.utils import derived_object
 
 from .config import SearchConfig
+from .errors import UserError
 from .measure import LocalMeasurer
 from .network import Network, build, check_against_reference, run, tune_network
 from .plots import pyplot, save
@@ -131,8 +133,20 @@ def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, altern
     return [1e3 * float(np.median(s)) for s in samples]
 
 
+def start_afresh(work_dir: str, fresh: bool) -> None:
+    """A comparison starts both tuners from nothing: left in the work dir, MetaSchedule's old
+    records would seed its search and minansor's would only be resumed. `fresh` deletes them;
+    otherwise they are an error, before anything is tuned."""
+    if os.path.isdir(work_dir) and os.listdir(work_dir):
+        if not fresh:
+            raise UserError(f"{work_dir} already holds a comparison's records; pass --fresh to start it over "
+                            "(or choose another --work-dir)")
+        shutil.rmtree(work_dir)
+
+
 def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int = 0,
-                 progress: bool = True) -> Comparison:
+                 progress: bool = True, fresh: bool = False) -> Comparison:
+    start_afresh(work_dir, fresh)
     ours_dir, ms_dir = os.path.join(work_dir, "minansor"), os.path.join(work_dir, "metaschedule")
     os.makedirs(ms_dir, exist_ok=True)
     sgemm = numpy_sgemm_gflops()

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from minansor.cli import main
+from minansor.compare import start_afresh
 from minansor.records import RecordStore
 from minansor.tune import tune_task
 from minansor.workloads import make_task
@@ -76,6 +77,13 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     assert ratio > 0
     assert (tmp_path / "minansor" / "trials.jsonl").exists()
     assert (tmp_path / "metaschedule" / "database_tuning_record.json").exists()
+    # again into the same work dir: MetaSchedule would start from its old records, so it is refused
+    records = (tmp_path / "metaschedule" / "database_tuning_record.json").read_text()
+    assert main(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress"]) == 2
+    assert "--fresh" in capsys.readouterr().err
+    assert (tmp_path / "metaschedule" / "database_tuning_record.json").read_text() == records
+    start_afresh(str(tmp_path), fresh=True)
+    assert not tmp_path.exists()
 
 
 def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_path):
