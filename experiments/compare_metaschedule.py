@@ -10,9 +10,10 @@ nothing else on the machine meanwhile), then writes experiments/results/compare-
 with --tasks, and a seed other than 0 adds -seed<S> to every name (results and records). The
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
 killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
-records of an unfinished one are deleted first, since MetaSchedule would seed its search with them. With several --seeds, every seed is
-run in turn and compare-<suite>-<budget>-seeds.md puts each task's ratios side by side: one seed
-is not enough to call a winner (the search's own spread over seeds is often above 10 %).
+records of an unfinished one are deleted first, since MetaSchedule would seed its search with
+them. With several --seeds, every seed is run in turn and compare-<suite>-<budget>-seeds.md puts
+each task's ratios side by side: one seed is not enough to call a winner (the search's own spread
+over seeds is often above 10 %).
 
 With --model (a built-in name, an .onnx or a .pt2 file) the whole network is tuned by each
 tuner with the budget as its total trials (minansor's task scheduler vs MetaSchedule's

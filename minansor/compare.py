@@ -203,18 +203,18 @@ def seeds_markdown(by_seed: dict[int, list[Comparison]], title: str, command: st
     """One row per task with its ratio at every seed: the spread a single seed hides. The
     geometric mean is taken over every (task, seed) pair that both tuners finished."""
     seeds = sorted(by_seed)
-    tasks = list(dict.fromkeys(r.task for s in seeds for r in by_seed[s]))
+    results = [r for s in seeds for r in by_seed[s]]
     ratios = {(r.task, s): r.ratio for s in seeds for r in by_seed[s]}
     headers = ["task"] + [f"ratio seed {s}" for s in seeds] + ["geomean over seeds"]
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    for task in tasks:
-        mine = [ratios[task, s] for s in seeds if (task, s) in ratios]
+    for task in dict.fromkeys(r.task for r in results):
         cells = [f"{ratios[task, s]:.3f}" if (task, s) in ratios else "-" for s in seeds]
-        lines.append("| " + " | ".join([task] + cells + [f"{np.exp(np.mean(np.log(mine))):.3f}"]) + " |")
+        mean = geometric_mean_ratio([r for r in results if r.task == task])
+        lines.append("| " + " | ".join([task] + cells + [f"{mean:.3f}"]) + " |")
     per_seed = ", ".join(f"seed {s}: {geometric_mean_ratio(by_seed[s]):.3f}" for s in seeds)
-    overall = float(np.exp(np.mean(np.log(list(ratios.values())))))
-    lines += ["", f"Geometric mean of minansor / MetaSchedule over all {len(ratios)} (task, seed) pairs: "
+    overall = geometric_mean_ratio(results)
+    lines += ["", f"Geometric mean of minansor / MetaSchedule over all {len(results)} (task, seed) pairs: "
                   f"**{overall:.3f}** (below 1: minansor faster); per seed over its tasks: {per_seed}.", ""]
     return "\n".join(lines)
 

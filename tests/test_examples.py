@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from helpers import run_in_own_process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 
@@ -97,14 +99,8 @@ def test_metaschedule_builds_from_our_records(tmp_path, capsys):
 
 
 def test_warm_start_from_metaschedule_trains_the_model_before_the_first_round(tmp_path, capsys):
-    # its own process: MetaSchedule's tune_tir leaves loggers bound to its log dir behind
-    import subprocess
-
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "examples", "warm_start_from_metaschedule.py"),
-                           "--workload", "gemm-32x32x32", "--trials", "16", "--work-dir", str(tmp_path)] + TINY,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    out = done.stdout
+    out = run_in_own_process(os.path.join(ROOT, "examples", "warm_start_from_metaschedule.py"),
+                             ["--workload", "gemm-32x32x32", "--trials", "16", "--work-dir", str(tmp_path)] + TINY)
     assert "MetaSchedule measured 16 programs" in out and "minansor warm" in out
     from minansor.records import RecordStore
 

@@ -3,11 +3,10 @@
 import dataclasses
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
+from helpers import run_in_own_process
 from minansor.cli import main
 from minansor.compare import start_afresh
 from minansor.records import RecordStore
@@ -87,13 +86,11 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
 
 
 def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_path):
-    """MetaSchedule runs in its own process here: its tune_tir leaves loggers behind."""
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
                           "compare_metaschedule.py")
-    done = subprocess.run([sys.executable, script, "--tasks", "gemm-16x16x16", "--budgets", "4", "--seeds", "0,1",
-                           "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path), "--set", "trials_per_round=4",
-                           "--set", "min_repeat_ms=1", "--set", "repeat=1"], capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--seeds", "0,1",
+                                "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path),
+                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
     per_seed = [json.load(open(tmp_path / name)) for name in ("compare-custom-4.json", "compare-custom-4-seed1.json")]
     ratios = [runs[0]["minansor"]["best_ms"] / runs[0]["metaschedule"]["best_ms"] for runs in per_seed]
     summary = (tmp_path / "compare-custom-4-seeds.md").read_text()
