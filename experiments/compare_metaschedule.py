@@ -11,7 +11,9 @@ with --tasks, and a seed other than 0 adds -seed<S> to every name (results and r
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
 killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
 records of an unfinished one are deleted first, since MetaSchedule would seed its search with
-them. With several --seeds, every seed is run in turn and compare-<suite>-<budget>-seeds.md puts
+them. --again minansor tunes minansor again on the finished tasks and keeps MetaSchedule's runs
+(their search does not depend on ours): a change to the search is then tried in a third of the
+time; --again remeasure only re-measures both kept best programs. With several --seeds, every seed is run in turn and compare-<suite>-<budget>-seeds.md puts
 each task's ratios side by side: one seed is not enough to call a winner (the search's own spread
 over seeds is often above 10 %).
 
@@ -34,7 +36,7 @@ from tqdm import tqdm
 
 from minansor.cli import format_table
 from minansor.compare import (Comparison, compare_network, compare_task, geometric_mean_ratio, markdown,
-                              network_markdown, plot_curves, seeds_markdown, table_rows)
+                              network_markdown, plot_curves, remeasure_comparison, seeds_markdown, table_rows)
 from minansor.config import SearchConfig, with_overrides
 from minansor.models import load_model
 from minansor.workloads import YOLO_LAYERS, make_task
@@ -44,6 +46,9 @@ SUITES = {
     "quick": ["gemm-512x512x512", "yolo-conv-104x104-64-64-3x3", "yolo-conv-52x52-128-128-3x3",
               "yolo-conv-26x26-256-256-3x3", "yolo-conv-13x13-512-256-1x1"],
 }
+AGAIN = {"minansor": "tune minansor again from nothing against the MetaSchedule runs kept in the work dir (to try "
+                        "a change to the search)",
+         "remeasure": "re-measure both kept best programs side by side (to apply a change to the measurement)"}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -84,19 +89,39 @@ def compare_model(args, config, command: str, seed: int) -> None:
 
 def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig, args, stem: str,
                   command: str) -> list[Comparison]:
-    """Every task at one budget and seed; results rewritten after each task, finished tasks kept."""
+    """Every task at one budget and seed; results rewritten after each task, finished tasks kept.
+    With --again, the finished tasks are done again instead (see AGAIN); the tasks still to do
+    are listed in a file beside the results until the pass is over, so a killed pass goes on
+    where it stopped."""
     done = {} if args.fresh else previous_results(stem + ".json")
-    results = [done[name] for name in names if name in done]
-    for name in tqdm([n for n in names if n not in done], desc=f"{budget} trials, seed {seed}", unit="task"):
-        work_dir = os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
-        # A task missing from the results did not finish: it starts over, both tuners from nothing.
-        results.append(compare_task(make_task(name), budget, config, work_dir, seed, progress=False, fresh=True))
-        results.sort(key=lambda r: names.index(r.task))
+    pending_path = stem + ".again-pending.json"
+    if args.again and not os.path.exists(pending_path):
+        with open(pending_path, "w") as f:
+            json.dump([n for n in names if n in done], f)
+    if args.again:
+        with open(pending_path) as f:
+            todo = json.load(f)
+    else:
+        todo = [n for n in names if n not in done]
+    for name in tqdm(todo, desc=f"{budget} trials, seed {seed}", unit="task"):
+        task, work_dir = make_task(name), os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
+        if args.again == "remeasure":
+            done[name] = remeasure_comparison(task, config, work_dir, done[name])
+        else:  # a task missing from the results did not finish: it starts over, both tuners from nothing
+            done[name] = compare_task(task, budget, config, work_dir, seed, progress=False, fresh=True,
+                                      metaschedule=done[name].metaschedule if args.again else None)
+        results = [done[n] for n in names if n in done]
         with open(stem + ".md", "w") as f:
             f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
         with open(stem + ".json", "w") as f:
             json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
         plot_curves(results, stem + ".png")
+        if args.again:
+            with open(pending_path, "w") as f:
+                json.dump(todo[todo.index(name) + 1:], f)
+    if args.again:
+        os.remove(pending_path)
+    results = [done[n] for n in names if n in done]
     headers, rows = table_rows(results)
     print(format_table(headers, rows))
     print(f"geometric mean ratio (minansor / MetaSchedule) at {budget} trials, seed {seed}: "
@@ -114,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
     parser.add_argument("--fresh", action="store_true", help="re-run tasks already in the results file")
+    parser.add_argument("--again", choices=AGAIN, help="do the tasks already in the results again: " + "; ".join(
+        f"{key}: {text}" for key, text in AGAIN.items()))
     parser.add_argument("--results", default=RESULTS, help="where tables and plots go (default experiments/results)")
     args = parser.parse_args(argv)
     names = args.tasks.split(",") if args.tasks else SUITES[args.suite]
@@ -121,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    if args.fresh and args.again:
+        parser.error("--fresh starts both tuners over; --again keeps their runs: choose one")
     config = with_overrides(SearchConfig(), args.set or [])
     os.makedirs(args.results, exist_ok=True)
     command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])

@@ -29,9 +29,10 @@ from .measure import LocalMeasurer
 from .network import Network, build, check_against_reference, run, tune_network
 from .plots import pyplot, save
 from .records import RecordStore
+from .space import SearchSpace
 from .targets import resolve_target
 from .task import Task
-from .tune import tune_task
+from .tune import best_trial, tune_task
 from .verify import check_against_untuned
 
 # MetaSchedule's profiler scopes that do what minansor's propose + learn do (its evolutionary
@@ -122,14 +123,19 @@ def run_metaschedule(task: Task, trials: int, per_round: int, work_dir: str, see
     return best.mod, _best_so_far(recorder.latencies_ms), search / rounds, wall
 
 
-def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, alternations: int = 5) -> list[float]:
-    """Median latency (ms) of each module, measured alternately `alternations` times."""
+def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, turns: int = 10) -> list[float]:
+    """Median latency (ms) of each module. All are built once, then timed in turns, the order
+    reversed every turn: none always runs first, right after the build, on a machine that may
+    not have settled yet."""
     config = dataclasses.replace(config, number=1, repeat=5, min_repeat_ms=100)
     samples: list[list[float]] = [[] for _ in mods]
     with LocalMeasurer(config) as measurer:
-        for _ in range(alternations):
-            for i, result in enumerate(measurer.measure(task, mods)):
-                samples[i].extend(result.latencies_s or [math.inf])
+        built = measurer.build(task, mods)
+        for turn in range(turns):
+            for i in (reversed if turn % 2 else list)(range(len(mods))):
+                path, error, _ = built[i]
+                latencies = measurer.run_all(task, [path], seed=0)[0][0] if error is None else None
+                samples[i].extend(latencies or [math.inf])
     return [1e3 * float(np.median(s)) for s in samples]
 
 
@@ -144,25 +150,59 @@ def start_afresh(work_dir: str, fresh: bool) -> None:
         shutil.rmtree(work_dir)
 
 
+def metaschedule_best(task: Task, ms_dir: str, trials: int) -> tvm.IRModule:
+    """The best program of a finished MetaSchedule run, from its database in `ms_dir`."""
+    if not os.path.exists(os.path.join(ms_dir, "database_tuning_record.json")):
+        raise UserError(f"{ms_dir} holds no MetaSchedule records to keep")
+    database = ms.database.JSONDatabase(work_dir=ms_dir)
+    if len(database) != trials:
+        raise UserError(f"{ms_dir} holds {len(database)} MetaSchedule trials, not {trials}: not a finished run")
+    return database.query_schedule(task.mod, task.target, workload_name="main").mod
+
+
+def minansor_best(task: Task, config: SearchConfig, ours_dir: str) -> tvm.IRModule:
+    """The best program recorded by a minansor run in `ours_dir`."""
+    space = SearchSpace(task, config)
+    best = best_trial(RecordStore(ours_dir).load(task.name), space)
+    if best is None:
+        raise UserError(f"{ours_dir} holds no successful minansor trial of {task.name}")
+    return space.apply(best.program).mod
+
+
 def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int = 0,
-                 progress: bool = True, fresh: bool = False) -> Comparison:
-    start_afresh(work_dir, fresh)
+                 progress: bool = True, fresh: bool = False, metaschedule: TunerRun | None = None) -> Comparison:
+    """Both tuners from nothing, then both best programs re-measured side by side.
+    `metaschedule`: a finished MetaSchedule run of this task, its records kept in `work_dir`;
+    then only minansor is tuned (from nothing), to try a change to the search against it."""
     ours_dir, ms_dir = os.path.join(work_dir, "minansor"), os.path.join(work_dir, "metaschedule")
-    os.makedirs(ms_dir, exist_ok=True)
+    if metaschedule is None:
+        start_afresh(work_dir, fresh)
+        os.makedirs(ms_dir, exist_ok=True)
+    else:
+        shutil.rmtree(ours_dir, ignore_errors=True)
     sgemm = numpy_sgemm_gflops()
 
     ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
     own_curve = _best_so_far([t.median_s * 1e3 for t in RecordStore(ours_dir).load(task.name)])
-    ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config.trials_per_round, ms_dir, seed)
-    ms_check = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed)
+    if metaschedule is None:
+        ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config.trials_per_round, ms_dir, seed)
+        ms_check = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed).ok
+        metaschedule = TunerRun("MetaSchedule", math.nan, ms_curve[-1] if ms_curve else math.inf, ms_curve,
+                                ms_search, ms_wall, ms_check)
+    ours_run = TunerRun("minansor", math.nan, ours.best_ms, own_curve, ours.search_s_per_round, ours.wall_s,
+                        bool(ours.check and ours.check.ok))
+    return remeasure_comparison(task, config, work_dir, Comparison(task.name, task.flops, trials, sgemm, ours_run,
+                                                                   metaschedule))
 
-    ours_ms, theirs_ms = remeasure(task, [ours.best_applied.mod, ms_mod], config)
-    return Comparison(
-        task.name, task.flops, trials, sgemm,
-        TunerRun("minansor", ours_ms, ours.best_ms, own_curve, ours.search_s_per_round, ours.wall_s,
-                 bool(ours.check and ours.check.ok)),
-        TunerRun("MetaSchedule", theirs_ms, ms_curve[-1] if ms_curve else math.inf, ms_curve, ms_search, ms_wall,
-                 ms_check.ok))
+
+def remeasure_comparison(task: Task, config: SearchConfig, work_dir: str, comparison: Comparison) -> Comparison:
+    """`comparison` with both best programs, read back from their records in `work_dir`,
+    re-measured side by side: also how a change to the measurement is applied to kept runs."""
+    ours = minansor_best(task, config, os.path.join(work_dir, "minansor"))
+    theirs = metaschedule_best(task, os.path.join(work_dir, "metaschedule"), len(comparison.metaschedule.curve))
+    ours_ms, theirs_ms = remeasure(task, [ours, theirs], config)
+    return dataclasses.replace(comparison, minansor=dataclasses.replace(comparison.minansor, best_ms=ours_ms),
+                               metaschedule=dataclasses.replace(comparison.metaschedule, best_ms=theirs_ms))
 
 
 # ---------------------------------------------------------------- reporting

@@ -39,6 +39,9 @@ class SearchConfig:
     crossover_probability: float = 0.0  # taken before mutation; the rest of the draws copy
     mutators: str = "tile_size:0.90,compute_location:0.05,unroll:0.03,parallel:0.02"
     eps_greedy: float = 0.05  # share of each round measured at random
+    refine_share: float = 0.0  # share of each round given to local refinement (EvolutionarySearch.refinements)
+    refine_parents: int = 8  # best measured programs whose neighbourhood is refined
+    refine_draws: int = 32  # mutations drawn per refined parent
     init_measured_ratio: float = 0.2  # share of the population seeded with the best measured
     min_fresh_random: int = 50  # fresh random programs in every initial population
 
@@ -92,11 +95,13 @@ def validate(config: SearchConfig) -> SearchConfig:
     if config.features not in FEATURE_SETS:
         raise UserError(f"unknown feature set {config.features!r}; choose from {', '.join(FEATURE_SETS)}")
     for name in ("mutation_probability", "crossover_probability", "eps_greedy", "init_measured_ratio",
-                 "scheduler_alpha"):
+                 "scheduler_alpha", "refine_share"):
         if not 0.0 <= getattr(config, name) <= 1.0:
             raise UserError(f"config field {name} must lie in [0, 1], got {getattr(config, name)}")
     if config.mutation_probability + config.crossover_probability > 1.0:
         raise UserError("mutation_probability + crossover_probability must not exceed 1")
+    if config.refine_share + config.eps_greedy > 1.0:
+        raise UserError("refine_share + eps_greedy must not exceed 1")
     parse_weights(config.mutators)
     unknown_rules = [name for name in config.cpu_sketch_rules if name not in SKETCH_RULES]
     if unknown_rules:
@@ -111,7 +116,7 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
     positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
                 "max_sample_attempts", "number", "repeat", "build_workers", "population",
-                "scheduler_backward_window")
+                "scheduler_backward_window", "refine_parents", "refine_draws")
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")

@@ -7,7 +7,8 @@ One round (`propose`):
      roulette selection on the predicted score, then mutation (one decision changed), crossover
      between parents of the same sketch (block by block), or a plain copy;
   3. keep the best-scored programs that were never measured; hand out the top ones, except for
-     an eps-greedy share of fresh random programs that keeps the model honest.
+     a local-refinement share (the best-scored single mutations of the best measured programs)
+     and an eps-greedy share of fresh random programs that keeps the model honest.
 
 After measurement, `observe` retrains the model on every program measured so far. Until the
 model has enough data to train, a round is plain random sampling. Programs are
@@ -166,6 +167,12 @@ class EvolutionarySearch:
             origin = f"mutate:{name}"
         else:
             return parent
+        return self._realize(program, origin, parents, cache)
+
+    def _realize(self, program: Program | None, origin: str, parents: tuple[str, ...],
+                 cache: dict[str, Applied]) -> Applied | None:
+        """The applied program (from `cache` if met before), or None if there is none or TVM
+        rejects it."""
         if program is None:
             return None
         key = program.key()
@@ -178,6 +185,33 @@ class EvolutionarySearch:
             self.stats.tried_one(True)
             self._lineage.setdefault(key, (origin, parents))
         return cache[key]
+
+    def refinements(self, count: int, exclude: set[str]) -> list[tuple[str, float, Applied]]:
+        """Local refinement: the model's favourite single mutations of the best measured
+        programs, none of them in `exclude`, as (key, score, program), best first. A round's
+        fastest programs are most often one mutation away from a program already among the
+        best measured (docs/concepts/evolution.md), so a share of every round goes to that
+        neighbourhood whatever the evolution favours."""
+        if count <= 0:
+            return []
+        ranked = sorted((item for item in self.measured.values() if np.isfinite(item[1])), key=lambda item: item[1])
+        neighbours: dict[str, tuple[Applied, tuple[str, tuple[str, ...]]]] = {}  # key -> (program, lineage)
+        cache: dict[str, Applied] = {}
+        with self.clock.phase("evolution"):
+            for parent, _ in ranked[:self.config.refine_parents]:
+                for _ in range(self.config.refine_draws):
+                    program, name = mutate(parent.program, parent.knobs, self.weights, self.rng)
+                    lineage = (f"refine:{name}", (parent.program.key(),))
+                    child = self._realize(program, *lineage, cache)
+                    if child is not None and child.program.key() not in exclude:
+                        neighbours.setdefault(child.program.key(), (child, lineage))
+        children = list(neighbours.values())
+        scores = self.score([child for child, _ in children])
+        chosen = [(children[i][0].program.key(), float(scores[i]), children[i][0])
+                  for i in np.argsort(-scores, kind="stable")[:count]]
+        for key, _, _ in chosen:  # evolution may have bred the same program; this is why it is measured
+            self._lineage[key] = neighbours[key][1]
+        return chosen
 
     def next_generation(self, population: list[Applied], scores: np.ndarray) -> list[Applied]:
         positive = np.maximum(scores, 0.0)
@@ -228,10 +262,12 @@ class EvolutionarySearch:
                     candidates[key] = (float(score), applied)
             if generation < c.generations and population:
                 population = self.next_generation(population, scores)
-        self.stats.unique = len(candidates)
         n_random = int(round(c.eps_greedy * count))
-        ranked = sorted(candidates.items(), key=lambda kv: -kv[1][0])
-        chosen = [(key, score, applied) for key, (score, applied) in ranked[:count - n_random]]
+        chosen = self.refinements(int(round(c.refine_share * count)), seen | set(self.measured))
+        taken = {key for key, _, _ in chosen}
+        self.stats.unique = len(set(candidates) | taken)
+        ranked = sorted(((key, value) for key, value in candidates.items() if key not in taken), key=lambda kv: -kv[1][0])
+        chosen += [(key, score, applied) for key, (score, applied) in ranked[:max(0, count - n_random - len(chosen))]]
         taken = {key for key, _, _ in chosen}
         randoms = self._fresh(count - len(chosen), seen | taken | set(self.measured))
         chosen += [(a.program.key(), float(s), a) for a, s in zip(randoms, self.score(randoms))]

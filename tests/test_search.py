@@ -123,6 +123,24 @@ def test_evolution_converges_to_what_the_model_scores_high():
     assert all(p.applied.program.as_dict()["unroll conv2d_nchw"] == 512 for p in proposals)
 
 
+def test_local_refinement_proposes_single_mutations_of_the_best_measured():
+    config = dataclasses.replace(SearchConfig(), refine_share=1.0, eps_greedy=0.0, refine_parents=2, population=16,
+                                 min_fresh_random=4, generations=1)
+    space = SearchSpace(make_task("conv-12x12-8-8-3x3"), config)
+    search = EvolutionarySearch(space, space.config, np.random.default_rng(0))
+    search.model = _StubModel()
+    search.extract = lambda applied: np.ones((1, 1))
+    measured = [a for a in (space.random(np.random.default_rng(s)) for s in range(12)) if a is not None]
+    search.measured = {a.program.key(): (a, 1e-3 * (i + 1)) for i, a in enumerate(measured)}
+    best = {a.program.key(): a.program.as_dict() for a in measured[:2]}
+    proposals = search.propose(8, set())
+    assert len(proposals) == 8
+    for proposal in proposals:
+        assert proposal.origin.startswith("refine:") and proposal.parents[0] in best
+        parent, child = best[proposal.parents[0]], proposal.applied.program.as_dict()
+        assert sum(parent[name] != child[name] for name in parent) == 1
+
+
 def test_a_shared_model_normalizes_costs_within_each_task():
     class Recorder:
         trained = False

@@ -21,6 +21,7 @@ from minansor.workloads import make_task
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 
 import ablate  # noqa: E402
+import lineage  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +146,23 @@ def test_replay_is_deterministic_per_seed(tuned, tmp_path, fast_config):
         tune_task(task, config, str(tmp_path / run), trials=16, seed=5, progress=False, measurer=replay)
         paths.append([t.program.key() for t in RecordStore(str(tmp_path / run)).load()])
     assert paths[0] == paths[1]
+
+
+def test_lineage_tells_mutations_of_the_best_from_the_rest(tmp_path, capsys):
+    def trial(index, round_, ms, origin="random", parents=()):
+        program = Program.make(0, {"unroll C": index})
+        return {"task": "t", "index": index, "round": round_, "program": program.to_json(), "sketch_fingerprint": "",
+                "latencies_s": [ms * 1e-3], "error": None, "build_s": 0.0, "run_s": 0.0, "search": "evolutionary",
+                "seed": 0, "meta": {"origin": origin, "parents": list(parents)}}
+
+    best, worst = Program.make(0, {"unroll C": 0}).key(), Program.make(0, {"unroll C": 1}).key()
+    trials = [trial(0, 0, 1.0), trial(1, 0, 3.0),
+              trial(2, 1, 1.05, "mutate:unroll", [best]),  # near the best, 1.17x the final best
+              trial(3, 1, 0.9, "mutate:unroll", [worst]),  # the final best, but bred from the worst
+              trial(4, 1, 5.0, "random")]
+    (tmp_path / "trials.jsonl").write_text("".join(json.dumps(t) + "\n" for t in trials))
+    assert lineage.main([str(tmp_path), "--top", "1"]) == 0
+    rows = {line.split("  ")[0]: line.split() for line in capsys.readouterr().out.splitlines()}
+    assert rows["near the best"][3:6] == ["1", "0", "0.0"]  # count, within 10 %, %
+    assert rows["elsewhere"][1:4] == ["2", "1", "50.0"] and rows["elsewhere"][-1] == "1"  # the final best
+    assert lineage.main([str(tmp_path / "missing")]) == 2

@@ -97,3 +97,25 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
     row = next(line for line in summary.splitlines() if line.startswith("| gemm-16x16x16"))
     assert row.split(" | ")[1:3] == [f"{r:.3f}" for r in ratios]
     assert f"**{float(np.exp(np.mean(np.log(ratios)))):.3f}**" in summary
+
+    # a change to the search is tried against the MetaSchedule run kept from before
+    ms_records = tmp_path / "work" / "4" / "gemm-16x16x16" / "metaschedule" / "database_tuning_record.json"
+    ours_trials = tmp_path / "work" / "4" / "gemm-16x16x16" / "minansor" / "trials.jsonl"
+    kept, before = ms_records.read_text(), ours_trials.stat().st_mtime_ns
+    run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--again", "minansor",
+                                "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path),
+                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+    retuned = json.load(open(tmp_path / "compare-custom-4.json"))[0]
+    assert ms_records.read_text() == kept
+    assert retuned["metaschedule"]["curve"] == per_seed[0][0]["metaschedule"]["curve"]
+    assert ours_trials.stat().st_mtime_ns != before and len(ours_trials.read_text().splitlines()) == 4
+    assert not (tmp_path / "compare-custom-4.again-pending.json").exists()
+
+    # a change to the measurement: both kept bests re-measured, nothing tuned
+    ours_now = ours_trials.read_text()
+    run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--again", "remeasure",
+                                "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path)])
+    remeasured = json.load(open(tmp_path / "compare-custom-4.json"))[0]
+    assert ours_trials.read_text() == ours_now and ms_records.read_text() == kept
+    assert remeasured["minansor"]["curve"] == retuned["minansor"]["curve"]
+    assert 0 < remeasured["minansor"]["best_ms"] < float("inf") and 0 < remeasured["metaschedule"]["best_ms"] < 1e9
