@@ -124,9 +124,10 @@ def run_metaschedule(task: Task, trials: int, per_round: int, work_dir: str, see
 
 
 def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, turns: int = 10) -> list[float]:
-    """Median latency (ms) of each module. All are built once, then timed in turns, the order
-    reversed every turn: none always runs first, right after the build, on a machine that may
-    not have settled yet."""
+    """Median latency (ms) of each module. All are built once, then timed in turns with the
+    order reversed every turn, so that neither the position nor a moment's load on a shared
+    machine favours one; the median over turns is robust to the run-to-run spread (up to 15 %
+    on gemm-1024³ here)."""
     config = dataclasses.replace(config, number=1, repeat=5, min_repeat_ms=100)
     samples: list[list[float]] = [[] for _ in mods]
     with LocalMeasurer(config) as measurer:
