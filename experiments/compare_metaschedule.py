@@ -14,8 +14,8 @@ records of an unfinished one are deleted first, since MetaSchedule would seed it
 them. --again minansor tunes minansor again on the finished tasks and keeps MetaSchedule's runs
 (their search does not depend on ours): a change to the search is then tried in a third of the
 time; --again remeasure only re-measures both kept best programs. With several --seeds, every seed is run in turn and compare-<suite>-<budget>-seeds.md puts
-each task's ratios side by side: one seed is not enough to call a winner (the search's own spread
-over seeds is often above 10 %).
+each task's ratios side by side, with a 95 % interval of the geometric mean: one seed is not enough
+to call a winner (the search's own spread over seeds is often above 10 %).
 
 With --model (a built-in name, an .onnx or a .pt2 file) the whole network is tuned by each
 tuner with the budget as its total trials (minansor's task scheduler vs MetaSchedule's

@@ -2,13 +2,16 @@
 
 import dataclasses
 import json
+import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from helpers import run_in_own_process
 from minansor.cli import main
-from minansor.compare import start_afresh
+from minansor.compare import geometric_mean_interval, start_afresh
 from minansor.records import RecordStore
 from minansor.tune import tune_task
 from minansor.workloads import make_task
@@ -85,6 +88,14 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     assert not tmp_path.exists()
 
 
+def test_geometric_mean_interval_widens_with_the_spread_of_the_ratios():
+    low, high = geometric_mean_interval([SimpleNamespace(ratio=math.exp(x)) for x in (-0.1, 0.1)])
+    assert (low, high) == pytest.approx((math.exp(-0.196), math.exp(0.196)), rel=1e-3)
+    tight = geometric_mean_interval([SimpleNamespace(ratio=math.exp(x)) for x in (-0.01, 0.01)])
+    assert low < tight[0] < 1 < tight[1] < high
+    assert all(math.isnan(v) for v in geometric_mean_interval([SimpleNamespace(ratio=0.9)]))
+
+
 def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_path):
     script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments",
                           "compare_metaschedule.py")
@@ -97,6 +108,7 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
     row = next(line for line in summary.splitlines() if line.startswith("| gemm-16x16x16"))
     assert row.split(" | ")[1:3] == [f"{r:.3f}" for r in ratios]
     assert f"**{float(np.exp(np.mean(np.log(ratios)))):.3f}**" in summary
+    assert f"minansor was faster on {sum(r < 1 for r in ratios)} of the 2 pairs" in summary
 
     # a change to the search is tried against the MetaSchedule run kept from before
     ms_records = tmp_path / "work" / "4" / "gemm-16x16x16" / "metaschedule" / "database_tuning_record.json"
