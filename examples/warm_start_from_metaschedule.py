@@ -21,6 +21,7 @@ import sys
 import numpy as np
 from tvm.s_tir import meta_schedule as ms
 
+from minansor import metaschedule
 from minansor.records import metaschedule_measurements
 from minansor.tune import tune_task
 from minansor.workloads import make_task
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     ms_dir = os.path.join(args.work_dir, "metaschedule")
     if not os.path.exists(os.path.join(ms_dir, "database_tuning_record.json")):
         ms.tune_tir(task.mod, task.target, ms_dir, max_trials_global=args.trials,
-                    num_trials_per_iter=config.trials_per_round)
+                    num_trials_per_iter=config.trials_per_round, builder=metaschedule.builder(config),
+                    runner=metaschedule.runner(config))
     prior = metaschedule_measurements(ms_dir, task)
     finite = [s for _, s in prior if np.isfinite(s)]
     if not finite:

@@ -38,6 +38,7 @@ from minansor.cli import format_table
 from minansor.compare import (Comparison, compare_network, compare_task, geometric_mean_ratio, markdown,
                               network_markdown, plot_curves, remeasure_comparison, seeds_markdown, table_rows)
 from minansor.config import SearchConfig, with_overrides
+from minansor.errors import NoValidProgram
 from minansor.models import load_model
 from minansor.workloads import YOLO_LAYERS, make_task
 
@@ -153,10 +154,19 @@ def main(argv: list[str] | None = None) -> int:
     config = with_overrides(SearchConfig(), args.set or [])
     os.makedirs(args.results, exist_ok=True)
     command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
+    try:
+        run(args, names, seeds, config, command)
+    except NoValidProgram as err:  # the results of the tasks before it are written; its records are kept
+        print(f"compare_metaschedule: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args, names: list[str], seeds: list[int], config: SearchConfig, command: str) -> None:
     if args.model:
         for seed in seeds:
             compare_model(args, config, command, seed)
-        return 0
+        return
     for budget in [int(b) for b in args.budgets.split(",")]:
         base = os.path.join(args.results, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
         by_seed = {seed: compare_suite(names, budget, seed, config, args, base + seed_suffix(seed), command)
@@ -167,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
             with open(base + "-seeds.md", "w") as f:
                 f.write(text)
             print(text)
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""`minansor` command line. Bad input ends with one line on stderr and exit status 2."""
+"""`minansor` command line. Bad input ends with one line on stderr and exit status 2; a tuning run
+that found no valid program, with one line and exit status 1 (its records are kept)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 import numpy as np
 
 from .config import SEARCH_STRATEGIES, SearchConfig, with_overrides
-from .errors import UserError
+from .errors import NoValidProgram, UserError
 from .workloads import CATALOGUE, DEFAULT_WORKLOAD, FAMILIES, YOLO_LAYERS, make_task, parse
 
 
@@ -276,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"minansor: error: {err}", file=sys.stderr)
         return 2
+    except NoValidProgram as err:
+        print(f"minansor: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("minansor: interrupted; records so far are kept, re-run the same command to resume", file=sys.stderr)
         return 130

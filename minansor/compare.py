@@ -23,8 +23,9 @@ import tvm
 from tvm.s_tir import meta_schedule as ms
 from tvm.ir.utils import derived_object
 
+from . import metaschedule
 from .config import SearchConfig
-from .errors import UserError
+from .errors import NoValidProgram, UserError
 from .measure import LocalMeasurer
 from .network import Network, build, check_against_reference, run, tune_network
 from .plots import pyplot, save
@@ -93,24 +94,39 @@ def _best_so_far(latencies_ms: list[float]) -> list[float]:
 
 @derived_object
 class _RecordInOrder(ms.measure_callback.PyMeasureCallback):
-    """Keeps MetaSchedule's measured latencies in trial order (its database does not)."""
+    """Keeps MetaSchedule's measured latencies in trial order (its database does not), and the
+    first line of every failed candidate's error."""
 
     def __init__(self) -> None:
         self.latencies_ms: list[float] = []
+        self.errors: list[str] = []
 
     def apply(self, task_scheduler, task_id, measure_candidates, builder_results, runner_results) -> None:
-        for result in runner_results:
+        for built, result in zip(builder_results, runner_results):
             secs = [float(s) for s in result.run_secs] if result.run_secs and not result.error_msg else []
             self.latencies_ms.append(1e3 * float(np.mean(secs)) if secs else math.inf)
+            error = built.error_msg or result.error_msg
+            if error:
+                self.errors.append(next((line for line in str(error).splitlines() if line.strip()), "?").strip())
 
 
-def run_metaschedule(task: Task, trials: int, per_round: int, work_dir: str, seed: int):
-    """Stock `tune_tir`; returns (best module, curve, search seconds per round, wall seconds)."""
+def no_valid_program(tuner: str, task: Task, trials: int, work_dir: str, errors: list[str]) -> NoValidProgram:
+    """The one-line report of a run whose every candidate failed, with its most common error."""
+    common = f" (most often: {max(set(errors), key=errors.count)})" if errors else ""
+    return NoValidProgram(f"{tuner} found no valid program of {task.name} in {trials} trials{common}; "
+                          f"the records of both tuners are kept in {os.path.dirname(work_dir)}")
+
+
+def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int):
+    """Stock `tune_tir` with our timeouts (metaschedule.py); returns (best module, curve,
+    search seconds per round, wall seconds). Raises NoValidProgram when nothing ran."""
+    per_round = config.trials_per_round
     recorder = _RecordInOrder()
     start = time.perf_counter()
     with ms.Profiler() as profiler:
         database = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=trials,
-                               num_trials_per_iter=per_round, seed=seed,
+                               num_trials_per_iter=per_round, seed=seed, builder=metaschedule.builder(config),
+                               runner=metaschedule.runner(config),
                                measure_callbacks=list(ms.measure_callback.MeasureCallback.create("default"))
                                + [recorder])
     wall = time.perf_counter() - start
@@ -120,6 +136,8 @@ def run_metaschedule(task: Task, trials: int, per_round: int, work_dir: str, see
                  and not any(k != other and k.startswith(other + "/") for other in times))
     rounds = max(1, math.ceil(len(recorder.latencies_ms) / per_round))
     best = database.query_schedule(task.mod, task.target, workload_name="main")
+    if best is None:
+        raise no_valid_program("MetaSchedule", task, trials, work_dir, recorder.errors)
     return best.mod, _best_so_far(recorder.latencies_ms), search / rounds, wall
 
 
@@ -158,15 +176,19 @@ def metaschedule_best(task: Task, ms_dir: str, trials: int) -> tvm.IRModule:
     database = ms.database.JSONDatabase(work_dir=ms_dir)
     if len(database) != trials:
         raise UserError(f"{ms_dir} holds {len(database)} MetaSchedule trials, not {trials}: not a finished run")
-    return database.query_schedule(task.mod, task.target, workload_name="main").mod
+    best = database.query_schedule(task.mod, task.target, workload_name="main")
+    if best is None:
+        raise no_valid_program("MetaSchedule", task, trials, ms_dir, [])
+    return best.mod
 
 
 def minansor_best(task: Task, config: SearchConfig, ours_dir: str) -> tvm.IRModule:
     """The best program recorded by a minansor run in `ours_dir`."""
     space = SearchSpace(task, config)
-    best = best_trial(RecordStore(ours_dir).load(task.name), space)
+    trials = RecordStore(ours_dir).load(task.name)
+    best = best_trial(trials, space)
     if best is None:
-        raise UserError(f"{ours_dir} holds no successful minansor trial of {task.name}")
+        raise no_valid_program("minansor", task, len(trials), ours_dir, [t.error for t in trials if t.error])
     return space.apply(best.program).mod
 
 
@@ -186,7 +208,7 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
     ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
     own_curve = _best_so_far([t.median_s * 1e3 for t in RecordStore(ours_dir).load(task.name)])
     if metaschedule is None:
-        ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config.trials_per_round, ms_dir, seed)
+        ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config, ms_dir, seed)
         ms_check = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed).ok
         metaschedule = TunerRun("MetaSchedule", math.nan, ms_curve[-1] if ms_curve else math.inf, ms_curve,
                                 ms_search, ms_wall, ms_check)
@@ -333,7 +355,9 @@ def compare_network(network: Network, trials: int, config: SearchConfig, work_di
     else:
         start = time.perf_counter()
         database = ms.relax_integration.tune_relax(fused, {}, target, ms_dir, max_trials_global=trials,
-                                                   num_trials_per_iter=per_round, seed=seed)
+                                                   num_trials_per_iter=per_round, seed=seed,
+                                                   builder=metaschedule.builder(config),
+                                                   runner=metaschedule.runner(config))
         ms_wall = time.perf_counter() - start
         with open(finished, "w") as f:
             json.dump({"trials": trials, "wall_s": ms_wall}, f)

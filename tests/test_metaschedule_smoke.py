@@ -7,10 +7,13 @@ import sys
 SCRIPT = """
 import tempfile
 from tvm.s_tir import meta_schedule as ms
+from minansor import metaschedule
+from minansor.config import SearchConfig
 from minansor.workloads import make_task
 task = make_task("gemm-32x32x32")
 with tempfile.TemporaryDirectory() as work_dir:
-    db = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=4, num_trials_per_iter=4, seed=1)
+    db = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=4, num_trials_per_iter=4, seed=1,
+                     builder=metaschedule.builder(SearchConfig()), runner=metaschedule.runner(SearchConfig()))
     records = db.get_all_tuning_records()
     assert records, "MetaSchedule recorded nothing"
     print("records", len(records))

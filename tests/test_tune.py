@@ -9,10 +9,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from tvm import te, tirx
+
 from helpers import run_in_own_process
 from minansor.cli import main
 from minansor.compare import geometric_mean_interval, start_afresh
 from minansor.records import RecordStore
+from minansor.task import Task
 from minansor.tune import tune_task
 from minansor.workloads import make_task
 
@@ -86,6 +89,20 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     assert (tmp_path / "metaschedule" / "database_tuning_record.json").read_text() == records
     start_afresh(str(tmp_path), fresh=True)
     assert not tmp_path.exists()
+
+
+def test_compare_without_a_valid_program_says_so_in_one_line_and_keeps_both_records(tmp_path, capsys, monkeypatch):
+    a = te.placeholder((64,), name="A")
+    crashing = Task.from_te("crash-64", [a, te.compute((64,), lambda i: a[i] + tirx.call_extern("float32", "abort"),
+                                                       name="B")])
+    monkeypatch.setattr("minansor.cli.make_task", lambda name, target: crashing)
+    code = main(["compare", "crash-64", "--trials", "2", "--work-dir", str(tmp_path), "--no-progress",
+                 "--set", "trials_per_round=2"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("minansor: MetaSchedule found no valid program of crash-64 in 2 trials")
+    assert RecordStore(str(tmp_path / "minansor")).load("crash-64")  # every one a failed trial
+    assert (tmp_path / "metaschedule" / "database_workload.json").exists()
 
 
 def test_geometric_mean_interval_widens_with_the_spread_of_the_ratios():
