@@ -4,12 +4,15 @@ import dataclasses
 import json
 import math
 import os
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from tvm import te, tirx
+from tvm.s_tir import meta_schedule as ms
 
 from helpers import run_in_own_process
 from minansor.cli import main
@@ -73,12 +76,16 @@ def test_same_seed_and_same_recorded_measurements_give_the_same_search(tmp_path,
     assert paths[0] == paths[1] == [t.program.key() for t in real]
 
 
+def _minansor(args: list[str]) -> subprocess.CompletedProcess:
+    """The CLI in a fresh interpreter: MetaSchedule's tune_tir leaves its loggers in the process."""
+    return subprocess.run([sys.executable, "-m", "minansor.cli"] + args, capture_output=True, text=True, timeout=600)
+
+
 def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
-    code = main(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress",
-                 "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
-    out = capsys.readouterr().out
-    assert code == 0
-    ratio = float(out.strip().splitlines()[-1].split(":")[1].split()[0])
+    done = _minansor(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress",
+                      "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+    assert done.returncode == 0, done.stderr[-2000:]
+    ratio = float(done.stdout.strip().splitlines()[-1].split(":")[1].split()[0])
     assert ratio > 0
     assert (tmp_path / "minansor" / "trials.jsonl").exists()
     assert (tmp_path / "metaschedule" / "database_tuning_record.json").exists()
@@ -92,16 +99,22 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
 
 
 def test_compare_without_a_valid_program_says_so_in_one_line_and_keeps_both_records(tmp_path, capsys, monkeypatch):
+    """Every candidate of both tuners fails: ours crash for real; MetaSchedule's run is replaced by
+    one that ends, as a run of only failures does, with no best program in its database (a real
+    tune_tir here would leave its loggers bound to this test process)."""
     a = te.placeholder((64,), name="A")
     crashing = Task.from_te("crash-64", [a, te.compute((64,), lambda i: a[i] + tirx.call_extern("float32", "abort"),
                                                        name="B")])
     monkeypatch.setattr("minansor.cli.make_task", lambda name, target: crashing)
+    monkeypatch.setattr("minansor.compare.ms.tune_tir",
+                        lambda mod, target, work_dir, **kwargs: ms.database.JSONDatabase(work_dir=work_dir))
     code = main(["compare", "crash-64", "--trials", "2", "--work-dir", str(tmp_path), "--no-progress",
                  "--set", "trials_per_round=2"])
-    err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("minansor: MetaSchedule found no valid program of crash-64 in 2 trials")
-    assert RecordStore(str(tmp_path / "minansor")).load("crash-64")  # every one a failed trial
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith(f"minansor: MetaSchedule found no valid program of crash-64 in 2 trials; "
+                             f"the records of both tuners are kept in {tmp_path}")
+    assert RecordStore(str(tmp_path / "minansor")).load("crash-64")  # ours: failed trials, kept
     assert (tmp_path / "metaschedule" / "database_workload.json").exists()
 
 
