@@ -17,6 +17,7 @@ import numpy as np
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
+from minansor.layout_rewrite import packed_shapes
 from minansor.tune import tune_task
 from minansor.verify import call_outputs
 from minansor.workloads import make_task
@@ -37,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     print("its trace of that program:\n" + "\n".join("  " + line for line in str(best.trace).splitlines()[:12])
           + "\n  ...")
     built = ms.tir_integration.compile_tir(database, task.mod, task.target).mod  # the best schedule applied
+    # A packed weight: here the packing stage stays in the program and runs at every call (a network packs once).
+    print("constants it packs: " + (", ".join(f"{name} {shape} -> {packed}" for name, shape, packed
+                                              in packed_shapes(built)) or "none"))
     rng = np.random.default_rng(0)
     inputs = [spec.random(rng) for spec in task.args]
     got = call_outputs(tvm.compile(built, target=task.target).mod, tvm.cpu(), task, inputs)

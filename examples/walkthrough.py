@@ -21,6 +21,7 @@ import numpy as np
 
 from minansor.config import SearchConfig, with_overrides
 from minansor.features import FEATURE_NAMES, extract
+from minansor.layout_rewrite import kernel, packed_shapes
 from minansor.measure import LocalMeasurer
 from minansor.mutate import crossover, mutate, parse_weights
 from minansor.records import RecordStore
@@ -104,6 +105,20 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
               "for a value; sampling draws it, replay looks it up, so a recorded program rebuilds exactly.")
     page.output([f"sketch {program.sketch}, knobs: {', '.join(k.name for k in applied.knobs)}"]
                 + decisions_lines(program) + ["", "scheduled loop nest:"] + loop_nest(applied.mod.script()))
+
+    packed = packed_shapes(applied.mod)
+    page.text("### Constant weights packed in tile order: `steps.RewriteLayout` -> `layout_rewrite.rewrite_layout`",
+              "A conv task marks its weight and bias layout-free (`workloads.make_task`, as Relax's "
+              "`AttachAttrLayoutFreeBuffers` marks a network's constants). Once the tile sizes are decided, a "
+              "weight read by the tiled block is stored in the order the loop nest reads it "
+              "(`layout_rewrite.tile_order`): one dimension per tile loop that moves along it, outermost first. "
+              "A packing stage does it, annotated `layout_rewrite.PACKING_ATTR`; a network runs it once at compile "
+              "time, and `layout_rewrite.kernel` removes it from what is built and timed, so the kernel takes the "
+              "packed weight as its argument." + ("" if packed else " This task has no layout-free input."))
+    if packed:
+        page.output([f"{name} {shape} -> {layout}" for name, shape, layout in packed]
+                    + ["kernel arguments: " + ", ".join(f"{p.name}{tuple(int(d) for d in p.shape)}"
+                                                        for p in kernel(applied.mod)["main"].params)])
 
     matrix = extract(applied.mod)
     row = matrix[0]

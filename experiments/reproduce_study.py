@@ -143,13 +143,13 @@ def baseline_rows(model, paths: dict[str, str], args, done: set[str]):
 
 def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row]):
     """Untuned TVM, then TVM + minansor at every budget, continuing one record directory."""
-    from minansor.network import build, check_against_reference, optimize, run, tune_network, vm_forward
+    from minansor.network import build, check_against_reference, optimize_for, run, tune_network, vm_forward
 
     done = {r.key for r in rows}
     inputs = [spec.random(np.random.default_rng(args.seed)) for spec in network.inputs]
     if f"{precision}/TVM untuned/0" not in done:
         print(f"{precision}: timing the untuned build")
-        executable = build(optimize(network.mod))[0]
+        executable = build(optimize_for(network.mod, config))[0]
         timing = run(executable, inputs, max(1, args.repeats // 3))
         check = check_against_reference(network, timing.outputs, inputs, config)
         yield Row(precision, "TVM untuned", 0, timing.median_s * 1e3, *measured_map(vm_forward(executable), args),

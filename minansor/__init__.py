@@ -4,9 +4,10 @@ Map of the code, in the order a program is born, measured and recorded:
 
     workloads.py      named operator workloads (GEMM, YOLOv4-tiny conv layers, ...) -> Task
     task.py           Task: one PrimFunc + target + weight + FLOPs + argument specs
-    targets.py        target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers
+    targets.py        target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers, threads
     analysis.py       read-only questions about TIR blocks and loops
     steps.py          transform steps (the sketch language) and knobs (their open decisions)
+    layout_rewrite.py constant weights packed in the order the tiles read them; the kernel that is timed
     sketch.py         derivation rules -> sketches; where annotation decides   <- read first
     gpu_sketch.py     the GPU rules: SSSRRSRS tiles bound to blocks/threads, shared memory, cross-thread reduction
     annotate.py       random annotation: tile factorizations and knob sampling
@@ -29,18 +30,24 @@ Map of the code, in the order a program is born, measured and recorded:
     int8.py           quantized (QDQ) convs rewritten into int8 x int8 -> int32 arithmetic
     network.py        graph optimization, task extraction, tuned build, end-to-end timing
     compare.py        side by side with stock MetaSchedule, per task or per network
+    metaschedule.py   MetaSchedule's builder and runner under minansor's timeouts
+    peak.py           this machine's fp32 peak, measured by an FMA-bound kernel
     report.py         `minansor report`: plots and a summary of a work dir
     explain.py        `minansor explain`: the best program, its decisions and its lineage
     config.py         SearchConfig: every choice of the search in one frozen object
     cli.py            the `minansor` command; errors.py: UserError, the one-line error for bad input
 """
 
-from .config import SearchConfig
-from .program import Program
-from .space import SearchSpace
-from .task import Task
-from .tune import TasksResult, TuneResult, tune_task, tune_tasks
-from .workloads import make_task
+from .targets import use_physical_cores
+
+use_physical_cores()  # before any kernel runs: TVM's own default uses half the cores of this machine
+
+from .config import SearchConfig  # noqa: E402
+from .program import Program  # noqa: E402
+from .space import SearchSpace  # noqa: E402
+from .task import Task  # noqa: E402
+from .tune import TasksResult, TuneResult, tune_task, tune_tasks  # noqa: E402
+from .workloads import make_task  # noqa: E402
 
 __all__ = ["Program", "SearchConfig", "SearchSpace", "Task", "TasksResult", "TuneResult", "make_task", "tune_task",
            "tune_tasks"]

@@ -85,7 +85,8 @@ class BlockInfo:
         return math.prod(e for k, e in zip(self.kinds, self.extents) if k == REDUCTION)
 
 
-def _realize(sch: Schedule, name: str) -> SBlockRealize:
+def realize(sch: Schedule, name: str) -> SBlockRealize:
+    """The block `name` with the values its iterators are bound to."""
     # Search only under the block's parent loop (or the root), not the whole function.
     parent = sch.get_sref(sch.get_sblock(name)).parent
     for node in walk(parent.stmt):
@@ -95,8 +96,8 @@ def _realize(sch: Schedule, name: str) -> SBlockRealize:
 
 
 def block_info(sch: Schedule, name: str) -> BlockInfo:
-    realize = _realize(sch, name)
-    block = realize.block
+    realized = realize(sch, name)
+    block = realized.block
     kinds = []
     for iv in block.iter_vars:
         kind = _ITER_KIND.get(int(iv.iter_type))
@@ -105,7 +106,7 @@ def block_info(sch: Schedule, name: str) -> BlockInfo:
         kinds.append(kind)
     extents = tuple(int(iv.dom.extent) for iv in block.iter_vars)
     bound = tuple(frozenset(v.name for v in tirx.analysis.undefined_vars(value))
-                  for value in realize.iter_values)
+                  for value in realized.iter_values)
     iter_names = tuple(iv.var.name for iv in block.iter_vars)
     return BlockInfo(name, iter_names, tuple(kinds), extents, bound)
 
@@ -147,7 +148,7 @@ def body_is_single_block(sch: Schedule, loop) -> bool:
 def read_buffers(sch: Schedule, name: str) -> list[tuple[str, tuple[frozenset[str], ...]]]:
     """(buffer name, block iterator names used by each index) for every buffer the block reads
     that it does not also write."""
-    block = _realize(sch, name).block
+    block = realize(sch, name).block
     written = {w.source.name for w in block.writes}
     out = []
     for region in block.reads:
@@ -159,7 +160,7 @@ def read_buffers(sch: Schedule, name: str) -> list[tuple[str, tuple[frozenset[st
 
 
 def written_buffers(sch: Schedule, name: str) -> list[str]:
-    return [w.source.name for w in _realize(sch, name).block.writes]
+    return [w.source.name for w in realize(sch, name).block.writes]
 
 
 def walk_expr(expr) -> Iterator:
@@ -176,7 +177,7 @@ def walk_expr(expr) -> Iterator:
 
 
 def _stored_exprs(sch: Schedule, name: str) -> Iterator:
-    block = _realize(sch, name).block
+    block = realize(sch, name).block
     for node in walk(block.body):
         if isinstance(node, tirx.BufferStore):
             yield from walk_expr(node.value)

@@ -152,8 +152,7 @@ def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, turns:
         built = measurer.build(task, mods)
         for turn in range(turns):
             for i in (reversed if turn % 2 else list)(range(len(mods))):
-                path, error, _ = built[i]
-                latencies = measurer.run_all(task, [path], seed=0)[0][0] if error is None else None
+                latencies = measurer.run_all(task, [built[i]], seed=0)[0][0] if built[i].error is None else None
                 samples[i].extend(latencies or [math.inf])
     return [1e3 * float(np.median(s)) for s in samples]
 
@@ -192,11 +191,18 @@ def minansor_best(task: Task, config: SearchConfig, ours_dir: str) -> tvm.IRModu
     return space.apply(best.program).mod
 
 
+def as_compared(task: Task, config: SearchConfig) -> Task:
+    """The task as both tuners get it. MetaSchedule's RewriteLayout postproc packs exactly the
+    inputs marked layout-free, so with our layout rewrite off none is marked, and neither packs."""
+    return task.with_layout_free(()) if config.layout_rewrite == "off" else task
+
+
 def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int = 0,
                  progress: bool = True, fresh: bool = False, metaschedule: TunerRun | None = None) -> Comparison:
     """Both tuners from nothing, then both best programs re-measured side by side.
     `metaschedule`: a finished MetaSchedule run of this task, its records kept in `work_dir`;
     then only minansor is tuned (from nothing), to try a change to the search against it."""
+    task = as_compared(task, config)
     ours_dir, ms_dir = os.path.join(work_dir, "minansor"), os.path.join(work_dir, "metaschedule")
     if metaschedule is None:
         start_afresh(work_dir, fresh)
@@ -221,6 +227,7 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
 def remeasure_comparison(task: Task, config: SearchConfig, work_dir: str, comparison: Comparison) -> Comparison:
     """`comparison` with both best programs, read back from their records in `work_dir`,
     re-measured side by side: also how a change to the measurement is applied to kept runs."""
+    task = as_compared(task, config)
     ours = minansor_best(task, config, os.path.join(work_dir, "minansor"))
     theirs = metaschedule_best(task, os.path.join(work_dir, "metaschedule"), len(comparison.metaschedule.curve))
     ours_ms, theirs_ms = remeasure(task, [ours, theirs], config)

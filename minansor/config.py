@@ -27,6 +27,7 @@ class SearchConfig:
     max_vector_length: int = 64  # random annotation vectorizes an innermost loop up to this extent
     unroll_steps: tuple[int, ...] = (0, 16, 64, 512)  # auto_unroll_max_step choices
     cache_write_scope: str = "local"
+    layout_rewrite: str = "always"  # constant inputs of tiled blocks packed in tile order: always, optional, off
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
 
     # --- the search strategy ---
@@ -51,6 +52,9 @@ class SearchConfig:
     model_min_samples: int = 32  # measured programs before the model is trusted
     share_cost_model: bool = True  # networks: one model for all tasks (see cost_model.SharedModel)
 
+    # --- networks: the graph tasks come from (network.py) ---
+    data_layout: str = "NHWC"  # activations: NHWC (channels innermost) or NCHW as imported (data_layout.py)
+
     # --- the task scheduler (networks; see scheduler.py) ---
     task_scheduler: str = "gradient"  # or "round_robin"
     scheduler_alpha: float = 0.2  # weight of the backward (observed) gradient term
@@ -74,6 +78,8 @@ class SearchConfig:
 SEARCH_STRATEGIES = ("evolutionary", "random")
 TILE_SAMPLINGS = ("per_prime", "uniform")
 TASK_SCHEDULERS = ("gradient", "round_robin")
+# always: a derived step of every tiled sketch; optional: sketches with and without it; off: none.
+LAYOUT_REWRITES = ("always", "optional", "off")
 
 
 def validate(config: SearchConfig) -> SearchConfig:
@@ -82,6 +88,12 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"unknown search strategy {config.search!r}; choose from {', '.join(SEARCH_STRATEGIES)}")
     if config.tile_sampling not in TILE_SAMPLINGS:
         raise UserError(f"unknown tile sampling {config.tile_sampling!r}; choose from {', '.join(TILE_SAMPLINGS)}")
+    from .data_layout import DATA_LAYOUTS
+
+    if config.data_layout not in DATA_LAYOUTS:
+        raise UserError(f"unknown data layout {config.data_layout!r}; choose from {', '.join(DATA_LAYOUTS)}")
+    if config.layout_rewrite not in LAYOUT_REWRITES:
+        raise UserError(f"unknown layout rewrite {config.layout_rewrite!r}; choose from {', '.join(LAYOUT_REWRITES)}")
     # The registries live beside what they register, and can grow (see examples/).
     from .cost_model import COST_MODELS
     from .features import FEATURE_SETS

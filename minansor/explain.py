@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from .config import SearchConfig
 from .errors import UserError
+from .layout_rewrite import packed_shapes
 from .records import RecordStore, Trial, read_records
 from .space import SearchSpace
 from .targets import cross_compiler, device_type
@@ -32,6 +33,7 @@ class Explanation:
     sketch_lines: list[str]
     decisions: list[tuple[str, object]]
     lineage: list[str]
+    packed: list[tuple[str, tuple[int, ...], tuple[int, ...]]]  # constants the program packs: name, shape, packed
     script: str
     check: CheckResult | None  # against the untuned PrimFunc, when the target is this machine's CPU
 
@@ -107,7 +109,7 @@ def explain(work_dir: str, task_name: str | None = None, config: SearchConfig | 
     local = device_type(task.target) == "cpu" and cross_compiler(task.target) is None
     check = check_against_untuned(task, mod, space.config.check_rtol, space.config.check_atol) if local else None
     return Explanation(task, best, sketch_lines, list(best.program.decisions), lineage(best, history),
-                       mod.script(), check)
+                       packed_shapes(mod), mod.script(), check)
 
 
 def render(e: Explanation) -> str:
@@ -120,6 +122,9 @@ def render(e: Explanation) -> str:
            f"sketch {e.best.program.sketch}:"]
     out += [f"  - {line}" for line in e.sketch_lines]
     out += ["", "decisions:"] + [f"  {name} = {value}" for name, value in e.decisions]
+    if e.packed:
+        out += ["", "constants packed at compile time (the measured kernel reads them packed):"]
+        out += [f"  {name} {shape} -> {packed}" for name, shape, packed in e.packed]
     out += ["", "lineage (newest first):"] + [f"  {line}" for line in e.lineage]
     out += ["", "program:", e.script]
     return "\n".join(out)

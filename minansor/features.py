@@ -31,6 +31,8 @@ import tvm
 from tvm import tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
+from .layout_rewrite import PACKING_ATTR
+
 FEATURE_VERSION = 1
 ACCESS_SLOTS = 5
 CURVE_POINTS = 10
@@ -195,6 +197,8 @@ def collect_stores(func: tirx.PrimFunc) -> list[StoreContext]:
             visit(node.body, loops + [loop], bindings, reduction_vars)
         elif isinstance(node, SBlockRealize):
             block = node.block
+            if PACKING_ATTR in block.annotations:
+                return  # packing a constant happens at compile time, never in the measured kernel
             inner = dict(bindings)
             reducing: set[str] = set()
             for iv, value in zip(block.iter_vars, node.iter_values):

@@ -4,7 +4,11 @@ failed trial rather than an aborted run.
 
 Builds run in parallel; runs never overlap with each other or with builds, so timings are
 taken on a quiet machine. Worker processes come from TVM's `PopenPoolExecutor`, which kills
-and replaces a worker that times out or dies.
+and replaces a worker that times out or dies; a worker's start (importing TVM) happens before
+the timeout of its first call begins.
+
+What is built and timed is the program's kernel: a constant input whose layout the program
+rewrites is passed already packed, and the packing stage is not part of it (layout_rewrite.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from tvm.support import cc
 from tvm.support.popen_pool import PopenPoolExecutor
 
 from .config import SearchConfig
+from .layout_rewrite import kernel
 from .targets import cross_compiler, device_type
 from .task import ArgSpec, Task
 
@@ -44,8 +49,28 @@ class MeasureResult:
         return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
+ArgTuple = tuple[str, tuple[int, ...], str, bool]  # an ArgSpec's fields, cheap to send to a worker
+
+
+@dataclass(frozen=True)
+class Built:
+    """One candidate after the build: its library (or why there is none) and the arguments its
+    kernel takes, a packed weight in its packed shape."""
+
+    path: str | None
+    error: str | None
+    seconds: float
+    args: tuple[ArgTuple, ...] = ()
+
+
+def kernel_args(task: Task, kernel_mod: tvm.IRModule) -> tuple[ArgTuple, ...]:
+    """The task's arguments as `kernel_mod` (a program's kernel) takes them."""
+    return tuple((param.name, tuple(int(d) for d in param.shape), str(param.dtype), spec.is_output)
+                 for param, spec in zip(kernel_mod["main"].params, task.args))
+
+
 def build_module(mod_json: str, target_config: dict, path: str, compiler: str | None = None) -> float:
-    """Compile one scheduled module into a shared library at `path` (runs in a worker)."""
+    """Compile one scheduled module (a program's kernel) into a shared library at `path` (runs in a worker)."""
     start = time.perf_counter()
     mod = tvm.ir.load_json(mod_json)
     export_library(tvm.compile(mod, target=tvm.target.Target(target_config)), path, compiler)
@@ -63,7 +88,7 @@ def open_local(path: str, target: tvm.target.Target):
     return tvm.runtime.load_module(path), tvm.device(device_type(target))
 
 
-def time_library(lib, dev, args: list[tuple], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
+def time_library(lib, dev, args: tuple[ArgTuple, ...], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
     """Seconds per call of `lib`'s main on seeded random inputs on `dev`, one value per repeat;
     `lib` and `dev` may be local or behind an RPC session."""
     import numpy as np
@@ -74,14 +99,10 @@ def time_library(lib, dev, args: list[tuple], number: int, repeat: int, min_repe
     return [float(x) for x in timer(*arrays).results]
 
 
-def run_module(path: str, device: str, args: list[tuple], number: int, repeat: int, min_repeat_ms: int,
+def run_module(path: str, device: str, args: tuple[ArgTuple, ...], number: int, repeat: int, min_repeat_ms: int,
                seed: int) -> list[float]:
     """Time one built library on this machine's `device` ("cpu" or "cuda"; runs in a worker)."""
     return time_library(tvm.runtime.load_module(path), tvm.device(device), args, number, repeat, min_repeat_ms, seed)
-
-
-def arg_tuples(task: Task) -> list[tuple]:
-    return [(a.name, a.shape, a.dtype, a.is_output) for a in task.args]
 
 
 def error_text(err: Exception) -> str:
@@ -110,28 +131,28 @@ class LocalMeasurer:
     def _make_run_pool(self) -> PopenPoolExecutor | None:
         return PopenPoolExecutor(max_workers=1, timeout=self.config.run_timeout_s)
 
-    def build(self, task: Task, mods: list[tvm.IRModule]) -> list[tuple[str | None, str | None, float]]:
-        """(library path or None, error or None, build seconds) per module."""
+    def build(self, task: Task, mods: list[tvm.IRModule]) -> list[Built]:
+        """Every module's kernel compiled, in order."""
         target, compiler = task.target.export(), cross_compiler(task.target)
+        kernels = [kernel(m) for m in mods]
         paths = []
         for _ in mods:
             self._count += 1
             paths.append(os.path.join(self._scratch, f"candidate{self._count}.so"))
-        futures = [self._build_pool.submit(build_module, tvm.ir.save_json(m), target, p, compiler)
-                   for m, p in zip(mods, paths)]
+        futures = [self._build_pool.submit(build_module, tvm.ir.save_json(k), target, p, compiler)
+                   for k, p in zip(kernels, paths)]
         out = []
-        for path, future in zip(paths, futures):
+        for path, kernel_mod, future in zip(paths, kernels, futures):
             try:
-                seconds = future.result()
-                out.append((path, None, seconds))
+                out.append(Built(path, None, future.result(), kernel_args(task, kernel_mod)))
             except Exception as err:  # a compile error, a crash, a timeout
-                out.append((None, "build: " + error_text(err), 0.0))
+                out.append(Built(None, "build: " + error_text(err), 0.0))
         return out
 
-    def run(self, task: Task, path: str, seed: int) -> Run:
+    def run(self, task: Task, built: Built, seed: int) -> Run:
         c = self.config
         start = time.perf_counter()
-        future = self._run_pool.submit(run_module, path, device_type(task.target), arg_tuples(task), c.number, c.repeat,
+        future = self._run_pool.submit(run_module, built.path, device_type(task.target), built.args, c.number, c.repeat,
                                        c.min_repeat_ms, seed)
         try:
             latencies = tuple(future.result())
@@ -139,27 +160,27 @@ class LocalMeasurer:
             return None, "run: " + error_text(err), time.perf_counter() - start
         return latencies, None, time.perf_counter() - start
 
-    def run_all(self, task: Task, paths: list[str], seed: int) -> list[Run]:
+    def run_all(self, task: Task, built: list[Built], seed: int) -> list[Run]:
         """One run per built library, in order; here one at a time on a quiet machine."""
-        return [self.run(task, path, seed) for path in paths]
+        return [self.run(task, b, seed) for b in built]
 
     def measure(self, task: Task, mods: list[tvm.IRModule], seed: int = 0) -> list[MeasureResult]:
         """Build all, then run what built: one result per module, in order."""
         began = time.perf_counter()
         built = self.build(task, mods)
-        paths = [path for path, error, _ in built if error is None]
+        ok = [b for b in built if b.error is None]
         built_at = time.perf_counter()
-        runs = iter(self.run_all(task, paths, seed))
+        runs = iter(self.run_all(task, ok, seed))
         self.last_split_s = {"build": built_at - began, "run": time.perf_counter() - built_at}
-        for path in paths:
-            os.remove(path)
+        for b in ok:
+            os.remove(b.path)
         results = []
-        for path, error, build_s in built:
-            if error is not None:
-                results.append(MeasureResult(None, error, build_s))
+        for b in built:
+            if b.error is not None:
+                results.append(MeasureResult(None, b.error, b.seconds))
             else:
                 latencies, error, run_s = next(runs)
-                results.append(MeasureResult(latencies, error, build_s, run_s))
+                results.append(MeasureResult(latencies, error, b.seconds, run_s))
         return results
 
     def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:

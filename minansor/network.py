@@ -27,6 +27,7 @@ from tvm.s_tir import meta_schedule as ms
 
 from . import analysis
 from .config import SearchConfig
+from .data_layout import DATA_LAYOUTS, convert_data_layout
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
 from .measure import export_library, open_local
@@ -67,25 +68,52 @@ class Network:
 
 # ------------------------------------------------------------------ graph optimization
 
-GRAPH_PASSES: tuple[tuple[str, Callable[[], tvm.transform.Pass]], ...] = (
-    # First: folding constants would turn the int8 weights of a QDQ model back into float.
-    ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d),
-    ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
-    ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
-    ("fold constants", relax.transform.FoldConstant),
-    ("legalize operators to TIR", relax.transform.LegalizeOps),
-    ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
-    ("fold constants", relax.transform.FoldConstant),
-    ("fuse operators", relax.transform.FuseOps),
-    ("fuse TIR", relax.transform.FuseTIR),
-    ("remove dead code", relax.transform.DeadCodeElimination),
-)
+Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
 
 
-def optimize(mod: tvm.IRModule) -> tvm.IRModule:
-    """The graph-level pipeline: quantized convs made integer, BN folded into conv, constants
-    folded, operators lowered to TIR and fused into one PrimFunc per fused group."""
-    return tvm.transform.Sequential([make() for _, make in GRAPH_PASSES])(mod)
+def graph_passes(data_layout: str = "NHWC", layout_free: bool = True) -> Passes:
+    """The graph-level pipeline, as (what it does, the pass), in order."""
+    return [
+        # First: folding constants would turn the int8 weights of a QDQ model back into float.
+        ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d),
+        ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
+        ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
+        ("fold constants", relax.transform.FoldConstant),
+        *([(f"convert the activations to {data_layout}", lambda: convert_data_layout(data_layout))]
+          if DATA_LAYOUTS[data_layout] else []),
+        ("legalize operators to TIR", relax.transform.LegalizeOps),
+        ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
+        ("fold constants", relax.transform.FoldConstant),
+        ("fuse operators", relax.transform.FuseOps),
+        ("fuse TIR", relax.transform.FuseTIR),
+        ("remove dead code", relax.transform.DeadCodeElimination),
+        # Every PrimFunc argument that is a constant at its call marked layout-free, so a schedule
+        # may store it packed (layout_rewrite.py). A function called with constants at one site and
+        # not at another is duplicated; every function gets a new name.
+        *([("mark constant arguments layout-free", relax.transform.AttachAttrLayoutFreeBuffers)]
+          if layout_free else []),
+    ]
+
+
+# After the records are applied: each packing stage split out of its kernel, run on the
+# constants at compile time and dropped, so the deployed network carries packed weights.
+PACK_CONSTANTS: Passes = [
+    ("split packing stages from their kernels", relax.transform.SplitLayoutRewritePreproc),
+    ("pack the constants", relax.transform.FoldConstant),
+    ("remove the packing functions", relax.transform.DeadCodeElimination),
+]
+
+
+def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True) -> tvm.IRModule:
+    """The graph-level pipeline (`graph_passes`): quantized convs made integer, BN folded into
+    conv, constants folded, activations in `data_layout`, operators lowered to TIR and fused into
+    one PrimFunc per fused group; with `layout_free`, constant arguments marked as such."""
+    return tvm.transform.Sequential([make() for _, make in graph_passes(data_layout, layout_free)])(mod)
+
+
+def optimize_for(mod: tvm.IRModule, config: SearchConfig) -> tvm.IRModule:
+    """`optimize` with the data layout and layout rewrite `config` asks for."""
+    return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off")
 
 
 def _main_bindings(mod: tvm.IRModule):
@@ -179,7 +207,8 @@ def extract_tasks(fused: tvm.IRModule, target="cpu") -> list[NetworkTask]:
 
 def build(fused: tvm.IRModule, target="cpu", database: ms.database.Database | None = None):
     """Compile the fused module; with a database, every PrimFunc that has a record is replaced
-    by its best scheduled version first. Returns (executable, names of the PrimFuncs tuned)."""
+    by its best scheduled version first, and the constants its schedule packs are packed here,
+    once (PACK_CONSTANTS). Returns (executable, names of the PrimFuncs tuned)."""
     target = resolve_target(target)
     tuned: list[str] = []
     if database is not None:
@@ -187,7 +216,7 @@ def build(fused: tvm.IRModule, target="cpu", database: ms.database.Database | No
             applied = relax.transform.MetaScheduleApplyDatabase()(fused)
         tuned = sorted(gv.name_hint for gv, f in applied.functions.items()
                        if isinstance(f, tirx.PrimFunc) and f.attrs and f.attrs.get("tirx.is_scheduled"))
-        fused = applied
+        fused = tvm.transform.Sequential([make() for _, make in PACK_CONSTANTS])(applied)
     return tvm.compile(fused, target=target), tuned
 
 
@@ -352,7 +381,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     untuned and tuned, and check the outputs against the source framework. A `measurer` with
     devices behind an RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
     target = resolve_target(target)
-    fused = optimize(network.mod)
+    fused = optimize_for(network.mod, config)
     before, after = graph_summary(network.mod), graph_summary(fused)
     log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
         f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")

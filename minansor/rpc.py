@@ -26,7 +26,7 @@ from tvm import rpc
 
 from .config import SearchConfig
 from .errors import UserError
-from .measure import LocalMeasurer, Run, arg_tuples, build_module, error_text, time_library
+from .measure import Built, LocalMeasurer, Run, build_module, error_text, time_library
 from .targets import cross_compiler, device_type
 from .task import Task
 from .verify import call_outputs
@@ -99,11 +99,11 @@ class RPCMeasurer(LocalMeasurer):
         is given back when both are dropped. The remote counterpart of measure.open_local."""
         return self._load(self._request(), target, path)
 
-    def _time_on(self, session: rpc.RPCSession, task: Task, path: str, seed: int) -> tuple[float, ...]:
+    def _time_on(self, session: rpc.RPCSession, task: Task, built: Built, seed: int) -> tuple[float, ...]:
         c = self.config
-        lib, dev = self._load(session, task.target, path)
-        latencies = tuple(time_library(lib, dev, arg_tuples(task), c.number, c.repeat, c.min_repeat_ms, seed))
-        session.remove(os.path.basename(path))
+        lib, dev = self._load(session, task.target, built.path)
+        latencies = tuple(time_library(lib, dev, built.args, c.number, c.repeat, c.min_repeat_ms, seed))
+        session.remove(os.path.basename(built.path))
         return latencies
 
     def outputs(self, task: Task, mod, inputs: list) -> list:
@@ -118,13 +118,13 @@ class RPCMeasurer(LocalMeasurer):
         session = None
         while True:
             try:
-                index, path, losses = work.get_nowait()
+                index, built, losses = work.get_nowait()
             except queue.Empty:
                 return  # dropping the session gives the device back to the tracker
             start = time.perf_counter()
             try:
                 session = session or self._request()
-                results[index] = (self._time_on(session, task, path, seed), None, time.perf_counter() - start)
+                results[index] = (self._time_on(session, task, built, seed), None, time.perf_counter() - start)
             except UserError as err:  # the tracker has no device to give
                 results[index] = (None, f"run: {err}", time.perf_counter() - start)
             except Exception as err:
@@ -135,18 +135,18 @@ class RPCMeasurer(LocalMeasurer):
                 with self._lock:
                     self.reconnects += 1
                 if losses < self.settings.retries:
-                    work.put((index, path, losses + 1))
+                    work.put((index, built, losses + 1))
                 else:
                     results[index] = (None, f"run: device lost {losses + 1} times: {error_text(err)}",
                                       time.perf_counter() - start)
 
-    def run_all(self, task: Task, paths: list[str], seed: int) -> list[Run]:
+    def run_all(self, task: Task, built: list[Built], seed: int) -> list[Run]:
         work: queue.Queue = queue.Queue()
-        for index, path in enumerate(paths):
-            work.put((index, path, 0))
-        results: list[Run | None] = [None] * len(paths)
+        for index, candidate in enumerate(built):
+            work.put((index, candidate, 0))
+        results: list[Run | None] = [None] * len(built)
         threads = [threading.Thread(target=self._device_worker, args=(task, work, results, seed), daemon=True)
-                   for _ in range(min(self.settings.devices, max(1, len(paths))))]
+                   for _ in range(min(self.settings.devices, max(1, len(built))))]
         for thread in threads:
             thread.start()
         for thread in threads:

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from tvm import tirx
 from tvm.s_tir import Schedule
 
-from . import analysis
+from . import analysis, layout_rewrite
 from .config import SearchConfig
-from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Step,
-                    Unroll, Vectorize)
+from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
+                    RewriteLayout, Rfactor, Step, Unroll, Vectorize)
 
 
 @dataclass(frozen=True)
@@ -127,6 +127,17 @@ def single_elementwise_consumer(sch: Schedule, block: str) -> str | None:
     return consumer
 
 
+def layout_choices(sch: Schedule, block: str, config: SearchConfig) -> list[tuple[Step, ...]]:
+    """How the constant inputs of a block about to be tiled may be stored: rewritten into its
+    tile order, as they are, or both as separate sketches (`SearchConfig.layout_rewrite`)."""
+    constants = layout_rewrite.layout_free_buffers(sch)
+    read = sorted(buffer for buffer, _ in analysis.read_buffers(sch, block) if buffer in constants)
+    if not read or config.layout_rewrite == "off":
+        return [()]
+    rewrite = tuple(RewriteLayout(block, buffer) for buffer in read)
+    return [rewrite] if config.layout_rewrite == "always" else [rewrite, ()]
+
+
 def is_tiled(steps: tuple[Step, ...], block: str) -> bool:
     return any(isinstance(s, MultiLevelTile) and s.block == block for s in steps)
 
@@ -164,14 +175,17 @@ def multi_level_tiling_with_fusion(d: Derivation, block: str,
     if consumer is None:
         return Outcome.PASS, []
     tiling = MultiLevelTile(block, config.cpu_tile_structure)
-    fused = [d.then(tiling, FuseConsumer(block, consumer, tiling, level)) for level in config.fusion_levels]
-    return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(tiling)]
+    layouts = layout_choices(d.sch, block, config)
+    fused = [d.then(tiling, FuseConsumer(block, consumer, tiling, level), *layout)
+             for level in config.fusion_levels for layout in layouts]
+    return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(tiling, *layout) for layout in layouts]
 
 
 def multi_level_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
     if not needs_multi_level_tiling(d.sch, block):
         return Outcome.PASS, []
-    return Outcome.APPLY_AND_SKIP_REST, [d.then(MultiLevelTile(block, config.cpu_tile_structure))]
+    tiling = MultiLevelTile(block, config.cpu_tile_structure)
+    return Outcome.APPLY_AND_SKIP_REST, [d.then(tiling, *layout) for layout in layout_choices(d.sch, block, config)]
 
 
 def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
@@ -214,7 +228,8 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
     """Where random annotation decides, given a finished derivation."""
     sch, steps = d.sch, d.steps
     fused = {s.consumer for s in steps if isinstance(s, FuseConsumer)}
-    names = analysis.block_names(sch)
+    # A packing stage runs once at compile time: nothing to decide about it.
+    names = [b for b in analysis.block_names(sch) if not layout_rewrite.is_packing_block(sch, b)]
     movable = [b for b in names
                if not is_tiled(steps, b) and b not in fused and not analysis.is_output_block(sch, b)
                and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from tvm.s_tir import Schedule
 
-from . import analysis
+from . import analysis, layout_rewrite
 from .analysis import REDUCTION, SPATIAL
 from .config import SearchConfig
 
@@ -191,6 +191,22 @@ class Rfactor:
 
     def describe(self) -> str:
         return f"rfactor the {self.factor} part of the reduction of {self.block} into {self.block}_rf"
+
+
+@dataclass(frozen=True)
+class RewriteLayout:
+    """Store the constant input `buffer` of the tiled `block` in the order the tiles read it
+    (layout_rewrite.py). It follows the tiling, so its layout is decided by the tile sizes;
+    the packing stage it adds runs once at compile time, never in a measured kernel."""
+
+    block: str
+    buffer: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        layout_rewrite.rewrite_layout(sch, self.block, self.buffer)
+
+    def describe(self) -> str:
+        return f"rewrite the layout of {self.buffer} into the tile order of {self.block} (packed at compile time)"
 
 
 # ---------------------------------------------------------------- annotation steps

@@ -21,9 +21,33 @@ from tvm.target import codegen
 from .errors import UserError
 
 
+def physical_cores() -> int:
+    """Cores this process may run on, a core's hyper-threads counted once (from the kernel's
+    CPU topology; every CPU it may use when the topology is not there to read)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    cores = set()
+    for cpu in cpus:
+        try:
+            with open(f"/sys/devices/system/cpu/cpu{cpu}/topology/core_id") as core, \
+                    open(f"/sys/devices/system/cpu/cpu{cpu}/topology/physical_package_id") as package:
+                cores.add((package.read().strip(), core.read().strip()))
+        except OSError:
+            cores.add(("cpu", str(cpu)))
+    return max(1, len(cores))
+
+
+def use_physical_cores() -> None:
+    """Run TVM kernels on one thread per core. Left alone, TVM's runtime takes half the hardware
+    threads of an x86 machine, assuming every core has two: on a machine without SMT (this
+    project's 2-core VMs) that is half the cores, and every kernel ran on one core of two while
+    PyTorch and onnxruntime used both. Set before any kernel runs; worker processes inherit it.
+    An explicit TVM_NUM_THREADS wins."""
+    os.environ.setdefault("TVM_NUM_THREADS", str(physical_cores()))
+
+
 def cpu_preset() -> dict:
     """The local CPU with its real instruction set (without `mcpu` LLVM emits baseline SSE2)."""
-    return {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": os.cpu_count() or 1}
+    return {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": physical_cores()}
 
 
 def jetson_nano_preset() -> dict:

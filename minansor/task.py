@@ -11,6 +11,7 @@ from tvm.s_tir import Schedule
 
 from . import analysis
 from .errors import UserError
+from .layout_rewrite import layout_free_params, mark_layout_free
 from .targets import resolve_target, target_cores
 
 
@@ -40,6 +41,15 @@ class Task:
     @property
     def num_cores(self) -> int:
         return target_cores(self.target)
+
+    @property
+    def layout_free(self) -> tuple[int, ...]:
+        """Indices of the arguments that are constants in a network: their layout is ours to choose."""
+        return layout_free_params(self.mod["main"])
+
+    def with_layout_free(self, params: tuple[int, ...]) -> "Task":
+        """The same task with exactly `params` marked layout-free (e.g. none, to tune without rewrite)."""
+        return Task.from_prim_func(self.name, mark_layout_free(self.mod["main"], params), self.target, self.weight)
 
     @classmethod
     def from_te(cls, name: str, tensors: list[te.Tensor], target="cpu", weight: int = 1) -> "Task":

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .config import SearchConfig, validate
 from .cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
 from .evolve import EvolutionarySearch
+from .layout_rewrite import packed_shapes
 from .measure import LocalMeasurer
 from .program import Applied
 from .random_search import RandomSearch
@@ -71,7 +72,9 @@ class TuneResult:
                 "wall_s": self.wall_s, "search_s_per_round": self.search_s_per_round,
                 "check_ok": self.check.ok if self.check else None,
                 "check_max_abs_error": self.check.max_abs_error if self.check else None,
-                "best_sketch": self.best.program.sketch if self.best else None}
+                "best_sketch": self.best.program.sketch if self.best else None,
+                "packed": [[name, list(shape), list(packed)] for name, shape, packed
+                           in (packed_shapes(self.best_applied.mod) if self.best_applied else [])]}
 
 
 def best_trial(trials: list[Trial], space: SearchSpace) -> Trial | None:

@@ -1,5 +1,6 @@
 """The numerical check every reported "best" program passes: same outputs as the untuned
-PrimFunc on random inputs."""
+PrimFunc on random inputs. The program runs as it is measured and deployed: its kernel, given
+its constant inputs packed by the program's own packing stage (layout_rewrite.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import tvm
 
+from .layout_rewrite import kernel, pack_inputs
 from .targets import cross_compiler, device_type, resolve_target
 from .task import Task
 
@@ -38,14 +40,15 @@ def run_locally(task: Task, mod: tvm.IRModule, inputs: list[np.ndarray]) -> list
 
 def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: float, seed: int = 0,
                           run: RunOutputs | None = None) -> CheckResult:
-    """`mod` (run by `run`: here, or on the device that measured it) against the untuned
-    PrimFunc on this machine's CPU, on the same seeded random inputs."""
+    """`mod`'s kernel (run by `run`: here, or on the device that measured it) on the inputs
+    packed as `mod` packs them, against the untuned PrimFunc on this machine's CPU on the same
+    seeded random inputs."""
     rng = np.random.default_rng(seed)
     inputs = [spec.random(rng) for spec in task.args]
     local_cpu = device_type(task.target) == "cpu" and cross_compiler(task.target) is None
     reference_task = task if local_cpu else dataclasses.replace(task, target=resolve_target("cpu"))
     want = run_locally(reference_task, task.mod, inputs)
-    got = (run or run_locally)(task, mod, inputs)
+    got = (run or run_locally)(task, kernel(mod), pack_inputs(mod, inputs))
     names = [spec.name for spec in task.args if spec.is_output]
     return compare_outputs(names, want, got, rtol, atol, "the untuned program")
 

@@ -16,14 +16,24 @@ from dataclasses import dataclass
 from tvm import te, topi
 
 from .errors import UserError
+from .layout_rewrite import mark_layout_free
 from .task import Task
 
 
-def conv2d_bias_act(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1, leaky: bool = True) -> list[te.Tensor]:
-    data = te.placeholder((1, cin, h, w), name="data")
-    weight = te.placeholder((cout, cin, k, k), name="weight")
-    bias = te.placeholder((1, cout, 1, 1), name="bias")
-    out = topi.add(topi.nn.conv2d_nchw(data, weight, stride, k // 2, 1), bias)
+def conv2d_bias_act(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1, leaky: bool = True,
+                    layout: str = "NCHW") -> list[te.Tensor]:
+    """NCHW data with an OIHW weight, or NHWC data with an HWIO weight (channels innermost)."""
+    if layout == "NHWC":
+        data = te.placeholder((1, h, w, cin), name="data")
+        weight = te.placeholder((k, k, cin, cout), name="weight")
+        bias = te.placeholder((1, 1, 1, cout), name="bias")
+        conv = topi.nn.conv2d_nhwc(data, weight, stride, k // 2, 1)
+    else:
+        data = te.placeholder((1, cin, h, w), name="data")
+        weight = te.placeholder((cout, cin, k, k), name="weight")
+        bias = te.placeholder((1, cout, 1, 1), name="bias")
+        conv = topi.nn.conv2d_nchw(data, weight, stride, k // 2, 1)
+    out = topi.add(conv, bias)
     if leaky:
         out = topi.nn.leaky_relu(out, 0.1)
     return [data, weight, bias, out]
@@ -60,16 +70,19 @@ class Family:
     pattern: str  # a regex over the workload name
     build: Callable[..., list[te.Tensor]]
     describe: str
+    constants: tuple[int, ...] = ()  # the arguments a network holds as constants: layout-free
 
 
 _D = r"(\d+)"
 FAMILIES = {
-    "conv": Family(rf"(?:yolo-)?conv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
-                   lambda h, w, ci, co, k, s: conv2d_bias_act(h, w, ci, co, k, s or 1),
-                   "conv2d NCHW + bias + leaky ReLU"),
-    "head": Family(rf"(?:yolo-)?head-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
-                   lambda h, w, ci, co, k, s: conv2d_bias_act(h, w, ci, co, k, s or 1, leaky=False),
-                   "conv2d NCHW + bias (linear detection head)"),
+    "conv": Family(rf"(?:yolo-)?conv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?(-nhwc)?",
+                   lambda h, w, ci, co, k, s, nhwc: conv2d_bias_act(h, w, ci, co, k, s or 1,
+                                                                   layout="NHWC" if nhwc else "NCHW"),
+                   "conv2d NCHW (or -nhwc: NHWC, HWIO weight) + bias + leaky ReLU", constants=(1, 2)),
+    "head": Family(rf"(?:yolo-)?head-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?(-nhwc)?",
+                   lambda h, w, ci, co, k, s, nhwc: conv2d_bias_act(h, w, ci, co, k, s or 1, leaky=False,
+                                                                   layout="NHWC" if nhwc else "NCHW"),
+                   "conv2d NCHW (or -nhwc) + bias (linear detection head)", constants=(1, 2)),
     "gemm": Family(rf"gemm-{_D}x{_D}x{_D}", lambda m, n, k: gemm(m, n, k), "C[M,N] = A[M,K] B[K,N]"),
     "maxpool": Family(rf"(?:yolo-)?maxpool-{_D}x{_D}-{_D}", lambda h, w, c: maxpool2x2(h, w, c),
                       "max pool 2x2, stride 2, NCHW"),
@@ -110,8 +123,8 @@ def parse(name: str) -> tuple[str, list[te.Tensor]]:
     for family_name, family in FAMILIES.items():
         match = re.fullmatch(family.pattern, name)
         if match:
-            numbers = [int(g) if g is not None else None for g in match.groups()]
-            if any(n is not None and n < 1 for n in numbers):
+            numbers = [int(g) if g is not None and g.isdigit() else g for g in match.groups()]
+            if any(isinstance(n, int) and n < 1 for n in numbers):
                 raise UserError(f"workload {name!r}: every size must be >= 1")
             return family_name, family.build(*numbers)
     if re.search(r"[A-Za-z_]\w*x|x[A-Za-z_]", name.split("-", 1)[-1]):
@@ -121,5 +134,8 @@ def parse(name: str) -> tuple[str, list[te.Tensor]]:
 
 
 def make_task(name: str, target="cpu") -> Task:
-    _, tensors = parse(name)
-    return Task.from_te(name, tensors, target, weight=YOLO_LAYERS.get(name, 1))
+    """The task of a workload name, its constant arguments (conv weights and biases) marked
+    layout-free, as a network's are (layout_rewrite.py)."""
+    family, tensors = parse(name)
+    func = mark_layout_free(te.create_prim_func(tensors), FAMILIES[family].constants)
+    return Task.from_prim_func(name, func, target, weight=YOLO_LAYERS.get(name, 1))

@@ -93,9 +93,10 @@ def test_added_feature_reaches_the_model(tmp_path, capsys):
 
 def test_metaschedule_builds_from_our_records(tmp_path, capsys):
     recipe = _recipe("metaschedule_records")
-    assert recipe.main(["--workload", "gemm-32x32x32", "--trials", "8", "--work-dir", str(tmp_path)] + TINY) == 0
+    assert recipe.main(["--workload", "conv-8x8-8-16-3x3", "--trials", "8", "--work-dir", str(tmp_path)] + TINY) == 0
     out = capsys.readouterr().out
     assert "MetaSchedule reads 8 records" in out and "max abs error vs the untuned program" in out
+    assert "constants it packs: weight (16, 8, 3, 3) -> (" in out  # a rewritten layout, replayed by MetaSchedule
 
 
 def test_warm_start_from_metaschedule_trains_the_model_before_the_first_round(tmp_path, capsys):

@@ -6,7 +6,9 @@ import os
 import numpy as np
 import onnx
 import pytest
+import tvm
 from onnx import TensorProto, helper, numpy_helper
+from tvm import relax
 
 from minansor import network as nw
 from minansor.cli import main
@@ -21,7 +23,7 @@ def convnet():
 
 def test_graph_optimization_folds_batch_norm_and_fuses(convnet):
     before = nw.graph_summary(convnet.mod)
-    fused = nw.optimize(convnet.mod)
+    fused = nw.optimize(convnet.mod, "NCHW")
     after = nw.graph_summary(fused)
     assert before["operator calls"] >= 12 and before["PrimFuncs"] == 0
     assert after["operator calls"] == 0 and after["PrimFunc calls"] == 6 and after["PrimFuncs"] == 5
@@ -29,15 +31,28 @@ def test_graph_optimization_folds_batch_norm_and_fuses(convnet):
 
 
 def test_tasks_are_distinct_fused_functions_weighted_by_calls(convnet):
-    tasks = nw.extract_tasks(nw.optimize(convnet.mod))
+    tasks = nw.extract_tasks(nw.optimize(convnet.mod, "NCHW"))
     by_name = {t.name: t for t in tasks}
     assert sum(t.weight for t in tasks) == 6 and len(tasks) == 5
     repeated = [t for t in tasks if t.weight == 2]
     assert len(repeated) == 1 and "conv2d" in repeated[0].name
     assert repeated[0].flops == pytest.approx(2 * 16 * 16 * 9 * 32 * 32 + 3 * 16 * 32 * 32, rel=0.01)
     assert all(t.task is not None and t.task.weight == t.weight for t in tasks)
-    assert by_name["concatenate"].flops == 0
+    assert by_name["concatenate1"].flops == 0
     assert tasks[0] is repeated[0]  # sorted by weighted FLOPs
+
+
+def test_nhwc_keeps_the_activations_channels_last_from_the_input_to_the_outputs(convnet):
+    fused = nw.optimize(convnet.mod, "NHWC")
+    called = [b.value.args[0].name_hint for b in fused["main"].body.blocks[0].bindings
+              if isinstance(b.value, relax.Call) and b.value.op.name == "relax.call_tir"]
+    transposes = [name for name in called if "transpose" in name]
+    assert len(transposes) == 2  # the input into NHWC, the output back to NCHW: nothing in between
+    assert not any("leaky" in name for name in called) and sum("maximum" in name for name in called) == 3
+    inputs = [convnet.inputs[0].random(np.random.default_rng(0))]
+    timing = nw.run(nw.build(fused)[0], inputs, repeats=1)
+    check = nw.check_against_reference(convnet, timing.outputs, inputs, SearchConfig())
+    assert check.ok and check.max_abs_error < 1e-5
 
 
 def test_a_function_with_no_decision_is_reported_not_tuned():
@@ -72,7 +87,7 @@ def test_onnx_model_builds_and_matches_onnxruntime(tmp_path):
     _onnx_convnet(path)
     network = load_model(path)
     assert network.source == "onnx" and network.inputs[0].shape == (1, 3, 16, 16)
-    fused = nw.optimize(network.mod)
+    fused = nw.optimize(network.mod, "NCHW")
     assert len(nw.extract_tasks(fused)) == 2  # conv + BN + leaky ReLU, max pool
     inputs = [network.inputs[0].random(np.random.default_rng(0))]
     timing = nw.run(nw.build(fused)[0], inputs, repeats=1)
@@ -89,14 +104,22 @@ def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
     assert summary["trials"] == 10 and summary["new_trials"] == 10 and summary["tuned_check_ok"]
     assert summary["tuned_ms"] < summary["untuned_ms"]  # naive loops vs any parallel schedule
     assert os.path.getsize(summary["library"]) > 0 and os.path.getsize(summary["plot"]) > 0
-    assert len(summary["tuned_functions"]) == 5  # every fused PrimFunc got its record applied
-    assert "fused_conv2d1_add_leaky_relu" in out and "speedup" in out
+    assert len(summary["tuned_functions"]) == 7  # every fused PrimFunc got its record applied
+    assert "fused_conv2d1_add_multiply_maximum1" in out and "speedup" in out
+    # the library deploys the kernels on constants packed at compile time: no packing function is left,
+    # and every weight a best program packs is in the constant pool in its packed shape
+    stats = relax.VMExecutable(tvm.runtime.load_module(summary["library"])).stats()
+    constants, functions = stats.split("Globals")
+    packed = [p for r in summary["results"] for p in r["packed"]]
+    assert len(packed) == 3  # the weight of each of the three distinct convs
+    assert all(str(layout) in constants for _, _, layout in packed)
+    assert "_prepacked" in functions and "weight_prepack" not in functions
     # the same command with a larger budget measures only the difference
     assert main(args + ["--trials", "14", "--skip-untuned"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["trials"] == 14 and summary["new_trials"] == 4
     trials = {r["task"]: r["trials"] for r in summary["results"]}
-    assert trials["fused_conv2d1_add_leaky_relu"] == max(trials.values()) > trials["concatenate"]
+    assert trials["fused_conv2d1_add_multiply_maximum1"] == max(trials.values()) > trials["concatenate1"]
     with open(os.path.join(work, "trials.jsonl")) as f:
         keys = [(t["task"], json.dumps(t["program"], sort_keys=True)) for t in map(json.loads, f)]
     assert len(keys) == 14 == len(set(keys))

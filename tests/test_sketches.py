@@ -6,13 +6,14 @@ import pytest
 
 from minansor.config import SearchConfig
 from minansor.sketch import generate_sketches
-from minansor.steps import CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel, Rfactor, Unroll, Vectorize
+from minansor.steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
+                            RewriteLayout, Rfactor, Unroll, Vectorize)
 from minansor.workloads import make_task
 
 
-def sketches(name):
+def sketches(name, **config):
     task = make_task(name)
-    return generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=2))
+    return generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=2, **config))
 
 
 def kinds(sketch):
@@ -34,7 +35,7 @@ def test_gemm_gets_plain_tiling_cache_write_and_fused_variants():
 
 
 def test_conv_inlines_bias_fuses_activation_and_leaves_padding_to_annotation():
-    found = sketches("conv-16x16-8-8-3x3")
+    found = sketches("conv-16x16-8-8-3x3", layout_rewrite="off")
     assert len(found) == 3
     for s in found:
         assert s.steps[0] == Inline("T_add")
@@ -44,6 +45,17 @@ def test_conv_inlines_bias_fuses_activation_and_leaves_padding_to_annotation():
     assert sorted(s.steps[2].level for s in found if len(s.steps) == 3) == [1, 2]
     assert any(len(s.steps) == 2 for s in found)  # the unfused sketch is kept
     assert not any(isinstance(t, CacheWrite) for s in found for t in s.steps)
+
+
+def test_a_tiled_conv_packs_its_constant_weight_after_the_tiling():
+    packed = sketches("conv-16x16-8-8-3x3")
+    unpacked = sketches("conv-16x16-8-8-3x3", layout_rewrite="off")
+    assert [s.steps for s in packed] == [u.steps + (RewriteLayout("conv2d_nchw", "weight"),) for u in unpacked]
+    assert [s.annotations for s in packed] == [u.annotations for u in unpacked]  # nothing to decide about packing
+    both = sketches("conv-16x16-8-8-3x3", layout_rewrite="optional")
+    assert sorted(map(repr, both)) == sorted(map(repr, packed + unpacked))
+    # the bias is a constant too, but no tiled block reads it; a task without constants is unchanged
+    assert sketches("gemm-64x64x64") == sketches("gemm-64x64x64", layout_rewrite="off")
 
 
 def test_row_reduction_gets_both_rfactor_sketches_and_the_plain_one():

@@ -1,0 +1,65 @@
+"""This machine's fp32 peak, measured: an FMA-bound kernel that TVM compiles for the target.
+
+Every core runs `chains` independent chains of vector fused multiply-adds on registers,
+`acc = acc * a + b`, with no memory traffic at all. A conv or GEMM kernel does nothing but
+multiply-adds in its inner loop, and needs loads besides, so no program of the search space
+can run more floating-point operations per second than this one: it is the ceiling "% of peak"
+refers to. Enough chains keep every FMA pipe busy despite the FMA latency (two pipes x four
+cycles = 8 chains on Zen 4 and 5; 12 leave a margin). The vector width is LLVM's for the
+target's CPU (16 floats with AVX-512). The accumulators stay in registers only as a stack
+array: TVM allocates a buffer of scope "local", or of 1 KiB or more, from a heap workspace,
+and then every FMA stores to memory (measured: 2.7x slower).
+
+numpy's sgemm (OpenBLAS, compare.py) is the other yardstick: a vendor GEMM, what a hand-tuned
+library reaches in practice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tvm
+from tvm.script import tirx as T
+from tvm.target import codegen
+
+from .targets import resolve_target, target_cores
+
+
+def fma_kernel(cores: int, lanes: int, chains: int, steps: int) -> tvm.IRModule:
+    """`out[core] = (a * (a * (... x ...) + b) + b)`, `steps` deep, for `chains` x `lanes` values
+    of `x` at once per core; `a`, `b` and `x` are inputs, so the compiler cannot fold the chains."""
+
+    @T.prim_func
+    def main(x: T.Buffer((chains, lanes), "float32"), ab: T.Buffer((2,), "float32"),
+             out: T.Buffer((cores, chains, lanes), "float32")):
+        for core in T.parallel(cores):
+            acc = T.decl_buffer((chains, lanes), "float32", scope="global")  # < 1 KiB: on the stack
+            for j in T.unroll(chains):
+                for lane in T.vectorized(lanes):
+                    acc[j, lane] = x[j, lane]
+            for _ in range(steps):
+                for j in T.unroll(chains):
+                    for lane in T.vectorized(lanes):
+                        acc[j, lane] = T.fma(acc[j, lane], ab[0], ab[1])
+            for j in T.unroll(chains):
+                for lane in T.vectorized(lanes):
+                    out[core, j, lane] = acc[j, lane]
+
+    return tvm.IRModule({"main": main})
+
+
+def vector_lanes(target: tvm.target.Target) -> int:
+    """fp32 lanes of the target CPU's widest vector register."""
+    return max(1, int(codegen.llvm_get_vector_width(target)) // 32)
+
+
+def fp32_peak_gflops(target="cpu", chains: int = 12, steps: int = 1 << 16, repeat: int = 7) -> float:
+    """Best of `repeat` timed calls of the FMA kernel on all of the target's cores, in GFLOPS."""
+    target = resolve_target(target)
+    cores, lanes = target_cores(target), vector_lanes(target)
+    lib = tvm.compile(fma_kernel(cores, lanes, chains, steps), target=target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(np.ones((chains, lanes), "float32"), dev),
+            tvm.runtime.tensor(np.array([0.999, 0.001], "float32"), dev),
+            tvm.runtime.tensor(np.zeros((cores, chains, lanes), "float32"), dev)]
+    seconds = min(lib.mod.time_evaluator("main", dev, number=3, repeat=repeat)(*args).results)
+    return 2 * cores * chains * lanes * steps / seconds / 1e9

@@ -1,0 +1,85 @@
+"""Layout rewrite of constant weights: the packed layout follows the tiles, and the kernel on
+weights packed by the program's own packing stage computes what the untuned program computes."""
+
+import dataclasses
+
+import numpy as np
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from minansor.annotate import factorizations
+from minansor.config import SearchConfig
+from minansor.layout_rewrite import kernel, pack_inputs, packed_shapes
+from minansor.program import Program, apply_program, materialize
+from minansor.space import SearchSpace
+from minansor.steps import InvalidProgram, RewriteLayout
+from minansor.verify import check_against_untuned
+from minansor.workloads import make_task
+
+CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)
+
+
+def test_the_weight_is_stored_in_the_order_the_tiles_read_it():
+    task = make_task("conv-12x12-8-16-3x3")
+    space = SearchSpace(task, CONFIG)
+    index = next(i for i, s in enumerate(space.sketches) if len(s.steps) == 3)  # tiled, unfused, packed
+    assert space.sketches[index].steps[-1] == RewriteLayout("conv2d_nchw", "weight")
+    tiles = {"nn": (1, 1, 1, 1), "ff": (1, 2, 4, 2), "yy": (2, 2, 3, 1), "xx": (1, 4, 1, 3), "rc": (2, 4),
+             "ry": (1, 3), "rx": (3, 1)}
+    decisions = {f"tile conv2d_nchw.{loop}": factors for loop, factors in tiles.items()}
+    applied = apply_program(task.mod, space.sketches, Program.make(index, {
+        **decisions, **{k.name: k.choices[0] for k in _choice_knobs(space, index)}}), space.config)
+    # SSRSRS: ff0 .. | ff1 .. | rc0 ry0 rx0 | ff2 .. | rc1 ry1 rx1 | ff3 ..; loops of extent 1 take no dimension
+    assert packed_shapes(applied.mod) == [("weight", (16, 8, 3, 3), (2, 2, 3, 4, 4, 3, 2))]
+    weight = np.arange(16 * 8 * 3 * 3, dtype="float32").reshape(16, 8, 3, 3)
+    packed = pack_inputs(applied.mod, [None, weight, None, None])[1]
+    # element [ff1, rc0, rx0, ff2, rc1, ry1, ff3] is weight[ff1*8 + ff2*2 + ff3, rc0*4 + rc1, ry1, rx0]
+    assert packed[1, 0, 2, 3, 1, 0, 1] == weight[1 * 8 + 3 * 2 + 1, 0 * 4 + 1, 0, 2]
+    assert shape_of(kernel(applied.mod), 1) == (2, 2, 3, 4, 4, 3, 2)  # what is built and timed takes it packed
+
+
+def shape_of(mod, param: int) -> tuple[int, ...]:
+    return tuple(int(d) for d in mod["main"].params[param].shape)
+
+
+def _choice_knobs(space, index):
+    def first(knob, preferred):
+        return (knob.extent,) + (1,) * (knob.parts - 1) if knob.is_tile else knob.choices[0]
+
+    _, _, knobs = materialize(space.task.mod, space.sketches[index], first, space.config)
+    return [k for k in knobs if not k.is_tile]
+
+
+@st.composite
+def packed_conv_programs(draw):
+    """A conv (NCHW or NHWC, 1x1 or 3x3, stride 1 or 2), one of its sketches, and every knob
+    drawn: tile sizes over all factorizations, the other knobs over all their choices."""
+    h, w = draw(st.integers(3, 9)), draw(st.integers(3, 9))
+    cin, cout = draw(st.sampled_from([1, 2, 3, 4, 6, 8])), draw(st.sampled_from([1, 2, 4, 6, 8, 16]))
+    k, stride, nhwc = draw(st.sampled_from([1, 3])), draw(st.sampled_from([1, 2])), draw(st.booleans())
+    task = make_task(f"conv-{h}x{w}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else "")
+                     + ("-nhwc" if nhwc else ""))
+    space = SearchSpace(task, CONFIG)
+    sketch = space.sketches[draw(st.integers(0, len(space.sketches) - 1))]
+
+    def decide(knob, preferred):
+        if knob.is_tile:
+            return draw(st.sampled_from(factorizations(knob.extent, knob.parts, knob.max_innermost)))
+        return draw(st.sampled_from(knob.choices))
+
+    try:
+        sch, _, _ = materialize(task.mod, sketch, decide, space.config)
+    except InvalidProgram:
+        assume(False)
+    return task, sch.mod
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(packed_conv_programs())
+def test_the_kernel_on_weights_packed_by_its_own_stage_matches_the_untuned_conv(case):
+    task, mod = case
+    (name, shape, packed), = packed_shapes(mod)
+    assert name == "weight" and np.prod(packed) == np.prod(shape)
+    assert shape_of(kernel(mod), 1) == packed
+    check = check_against_untuned(task, mod, 1e-4, 1e-4)
+    assert check.ok, check.detail
