@@ -33,7 +33,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig, with_overrides  # noqa: E402
+from minansor.peak import fp32_peak_gflops  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 
 STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
@@ -58,6 +59,7 @@ class Row:
     map_11_point: float
     check: str = "-"  # TVM builds: "ok" or what differs from the reference
     tuning_s: float = 0.0  # wall time of all tuning that led to this row (cumulative over budgets)
+    tasks: list[dict] = field(default_factory=list)  # TVM + minansor: per task, its best program's latency
 
     @property
     def key(self) -> str:
@@ -164,9 +166,11 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
                               progress=not args.no_progress, repeats=args.repeats, measure_untuned=False)
         tuning_s = max(before, default=0.0) + result.tuning.wall_s
         check = result.tuned_check
+        tasks = [{"task": r.task.name, "weight": r.task.weight, "flops": r.task.flops, "best_ms": r.best_ms}
+                 for r in result.tuning.results]
         yield Row(precision, "TVM + minansor", budget, result.tuned.median_s * 1e3,
                   *measured_map(vm_forward(result.executable), args), "ok" if check.ok else check.detail,
-                  tuning_s)
+                  tuning_s, tasks)
         print(f"  {budget} trials: {result.tuned.median_s * 1e3:.1f} ms "
               f"({time.perf_counter() - started:.0f} s including the build and mAP)")
 
@@ -175,18 +179,35 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list]]:
-    untuned = {r.precision: r for r in rows if r.runtime == "TVM untuned"}
-    headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "mAP@0.5",
-               "mAP@0.5 (11-pt)", "check", "tuning s"]
+    """One row per runtime and budget; TVM rows with their speedup over untuned TVM and their
+    latency ratio to PyTorch eager and onnxruntime of the same precision (above 1: faster)."""
+    baselines = {(r.precision, r.runtime): r for r in rows if r.trials == 0}
+    headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
+               "x onnxruntime", "mAP@0.5", "mAP@0.5 (11-pt)", "check", "tuning s"]
     body = []
     for r in sorted(rows, key=lambda r: (r.precision != "fp32", r.runtime.startswith("TVM"), r.trials, r.runtime)):
-        base = untuned.get(r.precision)
-        speedup = f"{base.latency_ms / r.latency_ms:.2f}x" if base else "-"
+        def over(runtime: str) -> str:
+            base = baselines.get((r.precision, runtime))
+            return f"{base.latency_ms / r.latency_ms:.2f}" if base and r.runtime.startswith("TVM") else ""
+
         study = (f"{STUDY_FPS[r.trials] / STUDY_FPS[0]:.2f}x" if r.runtime.startswith("TVM") and r.trials in STUDY_FPS
                  else "")
-        body.append([r.precision, r.runtime, r.trials or "", f"{r.latency_ms:.1f}", f"{r.fps:.1f}", speedup, study,
+        speedup = over("TVM untuned")
+        body.append([r.precision, r.runtime, r.trials or "", f"{r.latency_ms:.1f}", f"{r.fps:.1f}",
+                     f"{speedup}x" if speedup else "-", study, over("PyTorch eager"), over("onnxruntime"),
                      f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
                      f"{r.tuning_s:.0f}" if r.tuning_s else ""])
+    return headers, body
+
+
+def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
+    """Per task of one tuned row: its best program's GFLOPS and share of the machine's peak."""
+    headers = ["task", "calls", "MFLOP", "best ms", "GFLOPS", "% of peak"]
+    body = []
+    for t in sorted(row.tasks, key=lambda t: -t["flops"] * t["weight"]):
+        gflops = t["flops"] / (t["best_ms"] * 1e-3) / 1e9 if 0 < t["best_ms"] < float("inf") else 0.0
+        body.append([t["task"], t["weight"], f"{t['flops'] / 1e6:.1f}", f"{t['best_ms']:.4f}", f"{gflops:.1f}",
+                     f"{100 * gflops / peak_gflops:.0f}"])
     return headers, body
 
 
@@ -212,20 +233,34 @@ def plot(rows: list[Row], path: str) -> None:
     save(fig, path)
 
 
-def write_report(rows: list[Row], args, stem: str) -> None:
+def markdown_table(headers: list[str], body: list[list]) -> list[str]:
+    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + \
+        ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+
+
+def write_report(rows: list[Row], args, stem: str, peak_gflops: float) -> None:
     headers, body = table(rows)
     lines = [f"# YOLOv4-tiny: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
              "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
              "Speedup is over untuned TVM of the same precision; the study's (Jetson Nano, Ansor) is beside it. "
-             f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.",
-             "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+             "x PyTorch and x onnxruntime: the baseline's latency over the row's, same precision, same run (above 1: "
+             f"TVM is faster). mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each "
+             "row's own runtime.", ""]
+    lines += markdown_table(headers, body)
     lines += ["", "The study: 13.5 FPS untuned; 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials; "
                   "mAP 83.8 / 83.6 / 83.5 / 83.3 %.", ""]
+    tuned = [r for r in rows if r.tasks]
+    if tuned:
+        lines += [f"## Tasks of the tuned network, against this machine's fp32 peak", "",
+                  f"Peak: {peak_gflops:.0f} GFLOPS, measured in this run by an FMA-bound kernel on every core "
+                  "(`minansor/peak.py`: no program does more multiply-adds per second). Best program of each task, "
+                  "as the tuner measured it.", ""]
+        for r in tuned:
+            lines += [f"### {r.precision}, {r.trials} trials", ""] + markdown_table(*task_table(r, peak_gflops)) + [""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump([dataclasses.asdict(r) for r in rows], f, indent=1)
+        json.dump({"peak_gflops": peak_gflops, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png")
 
 
@@ -290,7 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [r for r in rows if r.precision in args.precisions and (r.trials == 0 or r.trials in args.budgets)]
     headers, body = table(wanted)
     print(format_table(headers, body))
-    write_report(wanted, args, stem)
+    peak = fp32_peak_gflops()
+    for row in wanted:
+        if row.tasks:
+            print(f"\n{row.precision}, {row.trials} trials, per task (fp32 peak {peak:.0f} GFLOPS):")
+            print(format_table(*task_table(row, peak)))
+    write_report(wanted, args, stem, peak)
     print(f"report: {stem}.md, {stem}.png, {stem}.json")
     return 0 if all(r.check in ("ok", "-") for r in wanted) else 1
 

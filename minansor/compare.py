@@ -4,8 +4,8 @@ For one task: minansor's tuner, then MetaSchedule's `tune_tir`, one after the ot
 machine, with the same trial budget and the same number of measurements per round. Each
 tuner's curve comes from its own measurements; the headline numbers do not: both best
 programs are re-measured here, alternately, with the same runner settings, so the ratio is
-not an artefact of two timing methods. numpy's sgemm is timed in the same run as the practical
-ceiling of this machine.
+not an artefact of two timing methods. This machine's fp32 peak (an FMA-bound kernel, peak.py)
+and numpy's sgemm (a vendor GEMM) are timed in the same run as its ceilings.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .config import SearchConfig
 from .errors import NoValidProgram, UserError
 from .measure import LocalMeasurer
 from .network import Network, build, check_against_reference, run, tune_network
+from .peak import fp32_peak_gflops
 from .plots import pyplot, save
 from .records import RecordStore
 from .space import SearchSpace
@@ -60,6 +61,7 @@ class Comparison:
     numpy_sgemm_gflops: float
     minansor: TunerRun
     metaschedule: TunerRun
+    peak_gflops: float = math.nan  # this machine's fp32 peak (peak.py), measured in the same run
 
     @property
     def ratio(self) -> float:
@@ -210,6 +212,7 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
     else:
         shutil.rmtree(ours_dir, ignore_errors=True)
     sgemm = numpy_sgemm_gflops()
+    peak = fp32_peak_gflops(task.target) if task.target.kind.name == "llvm" else math.nan
 
     ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
     own_curve = _best_so_far([t.median_s * 1e3 for t in RecordStore(ours_dir).load(task.name)])
@@ -221,7 +224,7 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
     ours_run = TunerRun("minansor", math.nan, ours.best_ms, own_curve, ours.search_s_per_round, ours.wall_s,
                         bool(ours.check and ours.check.ok))
     return remeasure_comparison(task, config, work_dir, Comparison(task.name, task.flops, trials, sgemm, ours_run,
-                                                                   metaschedule))
+                                                                   metaschedule, peak))
 
 
 def remeasure_comparison(task: Task, config: SearchConfig, work_dir: str, comparison: Comparison) -> Comparison:
@@ -240,13 +243,14 @@ def remeasure_comparison(task: Task, config: SearchConfig, work_dir: str, compar
 
 def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     headers = ["task", "trials", "minansor ms", "MetaSchedule ms", "ratio", "minansor GFLOPS",
-               "MetaSchedule GFLOPS", "% sgemm (ours / MS)", "search s/round (ours / MS)", "wall s (ours / MS)",
-               "checks"]
+               "MetaSchedule GFLOPS", "% peak (ours / MS)", "% sgemm (ours / MS)", "search s/round (ours / MS)",
+               "wall s (ours / MS)", "checks"]
     rows = []
     for r in results:
         a, b = r.minansor, r.metaschedule
         rows.append([r.task, r.trials, f"{a.best_ms:.3f}", f"{b.best_ms:.3f}", f"{r.ratio:.3f}",
                      f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}",
+                     f"{100 * r.gflops(a) / r.peak_gflops:.0f} / {100 * r.gflops(b) / r.peak_gflops:.0f}",
                      f"{100 * r.gflops(a) / r.numpy_sgemm_gflops:.0f} / {100 * r.gflops(b) / r.numpy_sgemm_gflops:.0f}",
                      f"{a.search_s_per_round:.1f} / {b.search_s_per_round:.1f}", f"{a.wall_s:.0f} / {b.wall_s:.0f}",
                      "ok" if a.check_ok and b.check_ok else "FAILED"])
@@ -271,7 +275,8 @@ def geometric_mean_interval(results: list[Comparison]) -> tuple[float, float]:
 def markdown(results: list[Comparison], title: str, command: str, machine: str) -> str:
     headers, rows = table_rows(results)
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
-             f"numpy sgemm (1024³, same run): {results[0].numpy_sgemm_gflops:.0f} GFLOPS" if results else "", "",
+             (f"fp32 peak (FMA-bound kernel, peak.py, same run): {results[0].peak_gflops:.0f} GFLOPS; numpy sgemm "
+              f"(1024³, same run): {results[0].numpy_sgemm_gflops:.0f} GFLOPS") if results else "", "",
              "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "

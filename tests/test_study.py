@@ -20,13 +20,20 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
               "--set", "min_repeat_ms=1"]
     assert main(common + ["--budgets", "2,4"]) == 0
     with open(report + ".json") as f:
-        rows = json.load(f)
+        saved = json.load(f)
+    rows = saved["rows"]
     keys = {(r["precision"], r["runtime"], r["trials"]) for r in rows}
     assert keys == {("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
                     ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
                     ("fp32", "TVM + minansor", 4), ("int8", "TVM + minansor", 2), ("int8", "TVM + minansor", 4)}
     assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 for r in rows)
-    assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in open(report + ".md").read()
+    text = open(report + ".md").read()
+    assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in text
+    # the tuned rows stand beside PyTorch and onnxruntime, and each task beside the measured peak
+    assert "x PyTorch | x onnxruntime |" in text and saved["peak_gflops"] > 0
+    tuned = next(r for r in rows if r["runtime"] == "TVM + minansor" and r["precision"] == "fp32")
+    assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
+    assert "### fp32, 4 trials" in text and "% of peak" in text
     assert len(RecordStore(os.path.join(work, "int8")).load()) == 4  # budgets are cumulative
     capsys.readouterr()
     # a larger budget measures only its own row, continuing from the 4 recorded trials
