@@ -7,7 +7,9 @@
 Runs the two tuners one after the other for every task and budget (never in parallel: run
 nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
-with --tasks, and a seed other than 0 adds -seed<S> to every name (results and records). The
+with --tasks, a seed other than 0 adds -seed<S> to every name (results and records), and a layout
+rewrite other than the default (--set layout_rewrite=off: neither tuner packs weights) adds
+-rewrite-<value>. The
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
 killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
 records of an unfinished one are deleted first, since MetaSchedule would seed its search with
@@ -47,6 +49,9 @@ SUITES = {
     "quick": ["gemm-512x512x512", "yolo-conv-104x104-64-64-3x3", "yolo-conv-52x52-128-128-3x3",
               "yolo-conv-26x26-256-256-3x3", "yolo-conv-13x13-512-256-1x1"],
 }
+# The same tasks with the convs in NHWC, the layout networks run in (SearchConfig.data_layout).
+SUITES.update({f"{name}-nhwc": [t + "-nhwc" if t.startswith("yolo-conv") else t for t in tasks]
+               for name, tasks in list(SUITES.items())})
 AGAIN = {"minansor": "tune minansor again from nothing against the MetaSchedule runs kept in the work dir (to try "
                         "a change to the search)",
          "remeasure": "re-measure both kept best programs side by side (to apply a change to the measurement)"}
@@ -66,6 +71,11 @@ def machine() -> str:
 def seed_suffix(seed: int) -> str:
     """Results and records of seed 0 keep their plain names; other seeds get their own."""
     return f"-seed{seed}" if seed else ""
+
+
+def rewrite_suffix(config: SearchConfig) -> str:
+    """Results and records with the layout rewrite other than the default get their own names."""
+    return "" if config.layout_rewrite == SearchConfig.layout_rewrite else f"-rewrite-{config.layout_rewrite}"
 
 
 def previous_results(path: str) -> dict[str, Comparison]:
@@ -152,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh and args.again:
         parser.error("--fresh starts both tuners over; --again keeps their runs: choose one")
     config = with_overrides(SearchConfig(), args.set or [])
+    args.work_dir += rewrite_suffix(config)
     os.makedirs(args.results, exist_ok=True)
     command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
     try:
@@ -168,7 +179,8 @@ def run(args, names: list[str], seeds: list[int], config: SearchConfig, command:
             compare_model(args, config, command, seed)
         return
     for budget in [int(b) for b in args.budgets.split(",")]:
-        base = os.path.join(args.results, f"compare-{'custom' if args.tasks else args.suite}-{budget}")
+        base = os.path.join(args.results, f"compare-{'custom' if args.tasks else args.suite}{rewrite_suffix(config)}"
+                                          f"-{budget}")
         by_seed = {seed: compare_suite(names, budget, seed, config, args, base + seed_suffix(seed), command)
                    for seed in seeds}
         if len(seeds) > 1:

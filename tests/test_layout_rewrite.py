@@ -8,6 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minansor.annotate import factorizations
+from minansor.compare import as_compared
 from minansor.config import SearchConfig
 from minansor.layout_rewrite import kernel, pack_inputs, packed_shapes
 from minansor.program import Program, apply_program, materialize
@@ -83,3 +84,12 @@ def test_the_kernel_on_weights_packed_by_its_own_stage_matches_the_untuned_conv(
     assert shape_of(kernel(mod), 1) == packed
     check = check_against_untuned(task, mod, 1e-4, 1e-4)
     assert check.ok, check.detail
+
+
+def test_with_the_rewrite_off_neither_tuner_sees_a_layout_free_input():
+    """MetaSchedule's RewriteLayout postproc packs exactly the marked inputs: unmarked, it packs none."""
+    task = make_task("conv-8x8-4-8-3x3")
+    assert task.layout_free == (1, 2)  # weight and bias
+    assert as_compared(task, dataclasses.replace(CONFIG, layout_rewrite="off")).layout_free == ()
+    assert as_compared(task, CONFIG).layout_free == (1, 2)
+    assert make_task("gemm-16x16x16").layout_free == ()
