@@ -25,7 +25,7 @@ from tvm.support.popen_pool import PopenPoolExecutor
 
 from .config import SearchConfig
 from .layout_rewrite import kernel
-from .targets import cross_compiler, device_type
+from .targets import cross_compiler, device_type, settle_main_thread
 from .task import ArgSpec, Task
 
 
@@ -102,7 +102,19 @@ def time_library(lib, dev, args: tuple[ArgTuple, ...], number: int, repeat: int,
 def run_module(path: str, device: str, args: tuple[ArgTuple, ...], number: int, repeat: int, min_repeat_ms: int,
                seed: int) -> list[float]:
     """Time one built library on this machine's `device` ("cpu" or "cuda"; runs in a worker)."""
+    settle_main_thread()
     return time_library(tvm.runtime.load_module(path), tvm.device(device), args, number, repeat, min_repeat_ms, seed)
+
+
+def in_fresh_process(fn, *args):
+    """`fn(*args)` in a process of its own, as every candidate is timed: no cost model's threads
+    and no earlier work of this process share its cores (after an xgboost training in the same
+    process, the FMA kernel of peak.py ran at half speed here)."""
+    pool = PopenPoolExecutor(max_workers=1)
+    try:
+        return pool.submit(fn, *args).result()
+    finally:
+        pool.shutdown()
 
 
 def error_text(err: Exception) -> str:

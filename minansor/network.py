@@ -30,10 +30,10 @@ from .config import SearchConfig
 from .data_layout import DATA_LAYOUTS, convert_data_layout
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
-from .measure import export_library, open_local
+from .measure import export_library, in_fresh_process, open_local
 from .plots import pyplot, save
 from .records import RecordStore, Trial
-from .targets import cross_compiler, resolve_target
+from .targets import cross_compiler, resolve_target, settle_main_thread
 from .task import Task
 from .tune import TasksResult, tune_tasks
 from .verify import CheckResult, compare_outputs
@@ -260,10 +260,22 @@ def run(executable, inputs: list[np.ndarray], repeats: int = 5, target="cpu",
 
 def run_library(path: str, inputs: list[np.ndarray], repeats: int, target: tvm.target.Target,
                 open_library: OpenLibrary = open_local) -> Timing:
-    """Run an exported network in the Relax VM on the target's device: this machine's by default,
-    or a remote one when `open_library` uploads there (rpc.RPCMeasurer.open_library). The median
-    of `repeats` timed runs after one warm-up, and the outputs, fetched back."""
-    library, dev = open_library(path, target)
+    """Run an exported network in the Relax VM on the target's device: this machine's by default
+    (in a fresh process, as every candidate is timed: measure.in_fresh_process), or a remote one
+    when `open_library` uploads there (rpc.RPCMeasurer.open_library). The median of `repeats`
+    timed runs after one warm-up, and the outputs, fetched back."""
+    if open_library is open_local:
+        return in_fresh_process(_time_here, path, inputs, repeats, target.export())
+    return time_network(*open_library(path, target), inputs, repeats)
+
+
+def _time_here(path: str, inputs: list[np.ndarray], repeats: int, target_config: dict) -> Timing:
+    settle_main_thread()
+    return time_network(*open_local(path, tvm.target.Target(target_config)), inputs, repeats)
+
+
+def time_network(library, dev, inputs: list[np.ndarray], repeats: int) -> Timing:
+    """`run_library` on a loaded library and its device."""
     vm = relax.VirtualMachine(library, dev)
     # The stateful calls are the ones that work over RPC (the arguments travel as DLTensors).
     vm.set_input("main", *(tvm.runtime.tensor(x, dev) for x in inputs))

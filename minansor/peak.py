@@ -21,7 +21,8 @@ import tvm
 from tvm.script import tirx as T
 from tvm.target import codegen
 
-from .targets import resolve_target, target_cores
+from .measure import in_fresh_process
+from .targets import resolve_target, settle_main_thread, target_cores
 
 
 def fma_kernel(cores: int, lanes: int, chains: int, steps: int) -> tvm.IRModule:
@@ -52,14 +53,21 @@ def vector_lanes(target: tvm.target.Target) -> int:
     return max(1, int(codegen.llvm_get_vector_width(target)) // 32)
 
 
-def fp32_peak_gflops(target="cpu", chains: int = 12, steps: int = 1 << 16, repeat: int = 7) -> float:
-    """Best of `repeat` timed calls of the FMA kernel on all of the target's cores, in GFLOPS."""
-    target = resolve_target(target)
+def fp32_peak_gflops(target="cpu", chains: int = 12, steps: int = 1 << 16, repeat: int = 25) -> float:
+    """Best of `repeat` timings (each at least 20 ms) of the FMA kernel on all of the target's cores, in GFLOPS,
+    measured in a fresh process like every candidate (measure.in_fresh_process)."""
+    return in_fresh_process(_peak_gflops, resolve_target(target).export(), chains, steps, repeat)
+
+
+def _peak_gflops(target_config: dict, chains: int, steps: int, repeat: int) -> float:
+    settle_main_thread()
+    target = tvm.target.Target(target_config)
     cores, lanes = target_cores(target), vector_lanes(target)
     lib = tvm.compile(fma_kernel(cores, lanes, chains, steps), target=target)
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(np.ones((chains, lanes), "float32"), dev),
             tvm.runtime.tensor(np.array([0.999, 0.001], "float32"), dev),
             tvm.runtime.tensor(np.zeros((cores, chains, lanes), "float32"), dev)]
-    seconds = min(lib.mod.time_evaluator("main", dev, number=3, repeat=repeat)(*args).results)
+    timer = lib.mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=20)
+    seconds = min(timer(*args).results)
     return 2 * cores * chains * lanes * steps / seconds / 1e9

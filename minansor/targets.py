@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import subprocess
+import threading
 
 import tvm
 from tvm.target import codegen
@@ -43,6 +44,28 @@ def use_physical_cores() -> None:
     PyTorch and onnxruntime used both. Set before any kernel runs; worker processes inherit it.
     An explicit TVM_NUM_THREADS wins."""
     os.environ.setdefault("TVM_NUM_THREADS", str(physical_cores()))
+
+
+def settle_main_thread() -> None:
+    """Keep the calling thread off the cores TVM's thread pool pinned its workers to. TVM pins
+    each pool worker to a core and leaves free the thread that launches a parallel loop (and
+    runs one share of it); on this project's VMs the OS can leave that thread on a worker's core
+    for seconds, and every parallel kernel then runs at half speed (the FMA kernel of peak.py:
+    230 instead of 460 GFLOPS, in about one timing of three). Call it in the process that times,
+    before timing."""
+    if not hasattr(os, "sched_setaffinity") or not os.path.isdir("/proc/self/task"):
+        return
+    tvm.runtime.num_threads()  # creates this thread's pool, which pins its workers
+    me = threading.get_native_id()
+    pinned: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        if int(task) != me:
+            cpus = os.sched_getaffinity(int(task))
+            if len(cpus) == 1:
+                pinned |= cpus
+    free = os.sched_getaffinity(0) - pinned
+    if free:
+        os.sched_setaffinity(0, free)
 
 
 def cpu_preset() -> dict:
