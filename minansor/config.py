@@ -66,7 +66,9 @@ class SearchConfig:
     number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)
     repeat: int = 3  # timed repeats; the median is reported
     min_repeat_ms: int = 50
-    build_timeout_s: float = 10.0  # normal builds take well under a second
+    # The longest of 4000 YOLOv4-tiny conv builds here took 6.5 s (median 0.3 s), the longest run
+    # 4.4 s: both timeouts leave room for a machine twice as slow. A worker's start is not counted.
+    build_timeout_s: float = 30.0
     run_timeout_s: float = 30.0
     build_workers: int = 2
 
