@@ -43,6 +43,7 @@ from minansor.network import estimated_latency_curve  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
 from minansor.replay import FALLBACKS, ReplayMeasurer  # noqa: E402
+from minansor.report import markdown_table  # noqa: E402
 from minansor.tune import tune_tasks  # noqa: E402
 from minansor.workloads import make_task  # noqa: E402
 
@@ -217,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
              "every other latency below is the pool's answer, not a measurement.", "",
              f"Machine of the pool: {machine()}. Command: `python experiments/ablate.py {command}`. "
              f"Seeds {seeds}; the default config plus: " + (", ".join(args.set) or "nothing") + ".", "",
-             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table]
+             *markdown_table(headers, table)]
     lines += ["", "Replay answers per variant (all seeds):", ""]
     lines += [f"- {label} ({'; '.join(grid[label]) or 'no change'}): "
               + ", ".join(f"{counts[k]} {k}" for k in ("exact", "nearest", "missing"))

@@ -34,6 +34,7 @@ from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig, with_overrides  # noqa: E402
 from minansor.peak import fp32_peak_gflops  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
+from minansor.report import markdown_table  # noqa: E402
 from minansor.tune import tune_task  # noqa: E402
 from minansor.workloads import YOLO_LAYERS, make_task  # noqa: E402
 
@@ -103,8 +104,7 @@ def write(args, runs: dict, variants: list[str], peak: float | None) -> None:
     lines = [f"# Data layout and weight layout, {args.budget} trials per task", "",
              f"Command: `python experiments/layouts.py {' '.join(args.argv)}`", "", f"Machine: {machine()}", "",
              (f"fp32 peak (FMA-bound kernel, this run): {peak:.0f} GFLOPS" if peak else ""), "",
-             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+             *markdown_table(headers, body)]
     lines += ["", f"Geometric mean of the best latency relative to {variants[0]} (below 1: faster): "
               + ", ".join(f"{v} **{m:.3f}**" for v, m in means.items()), "",
               "Best latencies as the tuner measured them (median of its repeats), seed "

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.network import run_library  # noqa: E402
+from minansor.report import markdown_table  # noqa: E402
 from minansor.targets import resolve_target  # noqa: E402
 
 
@@ -65,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
              f"Machine: {machine()}", "",
              "Each process times the library as `network.run_library` does (the median of its runs); steal is the "
              "share of CPU time the hypervisor took from this VM while that process ran.", "",
-             "| " + " | ".join(headers) + " |", "|---|---|---|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+             *markdown_table(headers, body)]
     lines += ["", f"Over processes: min {summary['min_ms']:.1f}, median {summary['median_ms']:.1f}, "
                   f"max {summary['max_ms']:.1f} ms."]
     stem = os.path.join(RESULTS, "network-timing-" + os.path.splitext(os.path.basename(args.library))[0])

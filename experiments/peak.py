@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.compare import numpy_sgemm_gflops  # noqa: E402
+from minansor.report import markdown_table  # noqa: E402
 from minansor.targets import physical_cores  # noqa: E402
 
 def peak_with_threads(threads: int) -> float:
@@ -46,8 +47,7 @@ def main() -> int:
              "", "The FMA-bound kernel of `minansor/peak.py` (independent vector FMA chains on registers, every "
              "core; best of 25 timings), compiled by TVM for this CPU, with TVM's runtime on the given number of "
              "threads; numpy's sgemm for comparison.", "",
-             "| " + " | ".join(headers) + " |", "|---|---|---|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in table]
+             *markdown_table(headers, table)]
     stem = os.path.join(RESULTS, "peak")
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")

@@ -44,6 +44,7 @@ from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig, with_overrides  # noqa: E402
 from minansor.peak import fp32_peak_gflops  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
+from minansor.report import markdown_table  # noqa: E402
 
 STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
 STUDY_MAP = {0: 83.8, 200: 83.6, 2000: 83.5, 10000: 83.3}
@@ -231,11 +232,6 @@ def plot(rows: list[Row], path: str) -> None:
     ax.set_title("YOLOv4-tiny 416x416: FPS against minansor tuning trials")
     ax.legend(fontsize=8)
     save(fig, path)
-
-
-def markdown_table(headers: list[str], body: list[list]) -> list[str]:
-    return ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)] + \
-        ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
 
 
 def write_report(rows: list[Row], args, stem: str, peak_gflops: float) -> None:

@@ -31,6 +31,7 @@ from .network import Network, build, check_against_reference, run, tune_network
 from .peak import fp32_peak_gflops
 from .plots import pyplot, save
 from .records import RecordStore
+from .report import markdown_table
 from .space import SearchSpace
 from .targets import resolve_target
 from .task import Task
@@ -277,8 +278,7 @@ def markdown(results: list[Comparison], title: str, command: str, machine: str) 
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
              (f"fp32 peak (FMA-bound kernel, peak.py, same run): {results[0].peak_gflops:.0f} GFLOPS; numpy sgemm "
               f"(1024³, same run): {results[0].numpy_sgemm_gflops:.0f} GFLOPS") if results else "", "",
-             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+             *markdown_table(headers, rows)]
     lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "
                   "(below 1: minansor faster). Latencies are medians of both best programs re-measured alternately "
                   "in the same run; search s/round is everything but building and running."]
@@ -292,12 +292,11 @@ def seeds_markdown(by_seed: dict[int, list[Comparison]], title: str, command: st
     results = [r for s in seeds for r in by_seed[s]]
     ratios = {(r.task, s): r.ratio for s in seeds for r in by_seed[s]}
     headers = ["task"] + [f"ratio seed {s}" for s in seeds] + ["geomean over seeds"]
-    lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
-             "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    rows = []
     for task in dict.fromkeys(r.task for r in results):
         cells = [f"{ratios[task, s]:.3f}" if (task, s) in ratios else "-" for s in seeds]
-        mean = geometric_mean_ratio([r for r in results if r.task == task])
-        lines.append("| " + " | ".join([task] + cells + [f"{mean:.3f}"]) + " |")
+        rows.append([task] + cells + [f"{geometric_mean_ratio([r for r in results if r.task == task]):.3f}"])
+    lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", *markdown_table(headers, rows)]
     per_seed = ", ".join(f"seed {s}: {geometric_mean_ratio(by_seed[s]):.3f}" for s in seeds)
     overall, (low, high) = geometric_mean_ratio(results), geometric_mean_interval(results)
     faster = sum(r.ratio < 1 for r in results)

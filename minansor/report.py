@@ -22,6 +22,12 @@ from .plots import pyplot, save
 from .records import TRIALS_FILE, Trial, read_records
 from .trace import PHASES
 
+
+def markdown_table(headers: list[str], rows: list[list]) -> list[str]:
+    """A markdown table, as lines: every results page writes its tables with this."""
+    return ["| " + " | ".join(str(h) for h in headers) + " |", "|" + "---|" * len(headers)] + \
+        ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+
 CURVES_SHOWN = 12  # tasks drawn in the curve plot (the ones with the most trials)
 
 
