@@ -58,21 +58,23 @@ def _task(store: RecordStore, name: str | None, trials: list[Trial]) -> Task:
 
 def lineage(best: Trial, history: list[Trial]) -> list[str]:
     """One line per ancestor, indented by generation: measured ones as #index with their
-    latency, those bred and dropped within a round as (unmeasured)."""
+    latency, those bred and dropped within a round as (unmeasured). A parent counts as measured
+    only if it was measured before its child: a program bred unmeasured in one round can be bred
+    again, from other parents, and measured in a later one."""
     by_key = {t.program.key(): t for t in history}
     lines: list[str] = []
 
-    def describe(parents: list[str], depth: int, ancestry: dict[str, dict], seen: set[str]) -> None:
+    def describe(parents: list[str], depth: int, ancestry: dict[str, dict], seen: set[str], before: int) -> None:
         for parent in parents:
             if len(lines) >= MAX_LINEAGE_LINES:
                 return
             pad = "  " * depth
-            if parent in by_key:
+            if parent in by_key and by_key[parent].index < before:
                 walk(by_key[parent], depth, seen)
             elif parent in ancestry:
                 step = ancestry[parent]
                 lines.append(f"{pad}<- (unmeasured) {step['origin']}")
-                describe(step["parents"], depth + 1, ancestry, seen)
+                describe(step["parents"], depth + 1, ancestry, seen, before)
             else:
                 lines.append(f"{pad}<- (a program not in the records)")
 
@@ -87,7 +89,7 @@ def lineage(best: Trial, history: list[Trial]) -> list[str]:
         seen.add(key)
         lines.append(f"{pad}{'<- ' if depth else ''}#{trial.index} round {trial.round}, {latency}: {origin}")
         ancestry = {step["program"]: step for step in trial.meta.get("ancestry", [])}
-        describe(list(trial.meta.get("parents", [])), depth + 1, ancestry, seen)
+        describe(list(trial.meta.get("parents", [])), depth + 1, ancestry, seen, trial.index)
 
     walk(best, 0, set())
     if len(lines) >= MAX_LINEAGE_LINES:

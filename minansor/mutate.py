@@ -30,7 +30,7 @@ def _pick(items: list, rng: np.random.Generator):
 def mutate_tile_size(program: Program, knobs: tuple[Knob, ...], rng: np.random.Generator) -> Program | None:
     """Move a divisor of one tile factor to another level of the same loop (product kept)."""
     decisions = program.as_dict()
-    knob = _pick([k for k in knobs if k.is_tile and k.extent > 1], rng)
+    knob = _pick([k for k in knobs if k.parts > 1 and k.extent > 1], rng)  # one level: nowhere to move
     if knob is None:
         return None
     factors = list(decisions[knob.name])

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,12 @@ def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applie
     return out
 
 
+def task_rng(seed: int, task: Task, recorded: int) -> np.random.Generator:
+    """The stream of one task's search: its own for every task of a network (the name is in the seed),
+    and a new one when a run resumes (the records it resumes from are)."""
+    return np.random.default_rng([seed, zlib.crc32(task.name.encode()), recorded])
+
+
 class TaskTuner:
     """One task's tuning state (search space, records, strategy), advanced a round at a time.
     `tune_task` drives one; the task scheduler drives many through one measurer and one store."""
@@ -111,8 +118,8 @@ class TaskTuner:
         self.history = store.load(task.name) if history is None else history
         self.seen = {t.program.key() for t in self.history}
         shared = {"model": model} if model is not None else {}
-        self.strategy = STRATEGIES[self.config.search](self.space, self.config,
-                                                      np.random.default_rng([seed, len(self.history)]), **shared)
+        self.strategy = STRATEGIES[self.config.search](self.space, self.config, task_rng(seed, task, len(self.history)),
+                                                      **shared)
         self.round_index = max((t.round for t in self.history), default=-1) + 1
         self.rounds: list[dict] = []  # this session's rounds (see records.ROUNDS_FILE)
         self.new_trials = 0
@@ -242,13 +249,13 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     for trial in store.load():
         by_task.get(trial.task, []).append(trial)
     recorded = sum(len(history) for history in by_task.values())
-    shared = (SharedModel(make_cost_model(config.cost_model, np.random.default_rng([seed, recorded]),
-                                          config.model_min_samples))
+    # The shared model and the scheduler each get a stream of their own, spawned from the one seed.
+    model_rng, scheduler_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, recorded]).spawn(2))
+    shared = (SharedModel(make_cost_model(config.cost_model, model_rng, config.model_min_samples))
               if config.share_cost_model and config.search == "evolutionary" else None)
     tuners = [TaskTuner(task, config, store, seed, by_task[task.name], shared.for_task(task.name) if shared else None)
               for task in tasks]
-    scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config,
-                              np.random.default_rng([seed, recorded]))
+    scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config, scheduler_rng)
     for i in range(len(tuners)):
         scheduler.update_stop(i)
     per_round = max(1, min(config.trials_per_round, trials // max(1, len(tasks))))

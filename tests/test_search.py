@@ -13,7 +13,9 @@ from minansor.cost_model import SharedModel, XGBModel, normalized_throughput, ra
 from minansor.evolve import EvolutionarySearch
 from minansor.mutate import MUTATORS, crossover, mutate_tile_size
 from minansor.space import SearchSpace
-from minansor.steps import InvalidProgram
+from minansor.program import Program
+from minansor.steps import InvalidProgram, Knob
+from minansor.tune import task_rng
 from minansor.workloads import make_task
 
 _SPACE = SearchSpace(make_task("conv-12x12-8-8-3x3"), SearchConfig())
@@ -39,6 +41,22 @@ def test_tile_mutation_keeps_products_and_gives_a_valid_distinct_program(seed):
     assert len(changed) == 1 and changed[0].startswith("tile")
     assert np.prod(before[changed[0]]) == np.prod(after[changed[0]])
     _SPACE.apply(child)  # replays without error
+
+
+def test_a_one_level_tile_has_nothing_to_mutate():
+    # e.g. the reduction of a structure with a single R ("SSRS"): its only factor is its extent
+    knob = Knob("tile k", "C", extent=16, parts=1, max_innermost=16)
+    program = Program.make(0, {"tile k": (16,)})
+    assert mutate_tile_size(program, (knob,), np.random.default_rng(0)) is None
+
+
+def test_every_task_of_a_network_searches_with_its_own_stream():
+    first, second = make_task("gemm-32x32x32"), make_task("gemm-64x64x64")
+    draws = {name: task_rng(0, task, 0).integers(1 << 30, size=4).tolist()
+             for name, task in (("first", first), ("second", second))}
+    assert draws["first"] != draws["second"]
+    assert task_rng(0, first, 0).integers(1 << 30, size=4).tolist() == draws["first"]  # and the same on a rerun
+    assert task_rng(0, first, 16).integers(1 << 30, size=4).tolist() != draws["first"]  # a resumed run draws anew
 
 
 @pytest.mark.parametrize("name", sorted(MUTATORS))
