@@ -258,15 +258,19 @@ def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
+def geometric_mean(values: list[float]) -> float:
+    return float(np.exp(np.mean(np.log(values)))) if len(values) else math.nan
+
+
 def geometric_mean_ratio(results: list[Comparison]) -> float:
-    return float(np.exp(np.mean([np.log(r.ratio) for r in results]))) if results else math.nan
+    return geometric_mean([r.ratio for r in results])
 
 
-def geometric_mean_interval(results: list[Comparison]) -> tuple[float, float]:
-    """95 % interval of the geometric mean ratio, taking the comparisons as independent draws
-    (normal approximation on log ratios). One seed's ratios spread by 10 % and more, so a
-    geometric mean means little without it."""
-    logs = np.log([r.ratio for r in results])
+def geometric_mean_interval(ratios: list[float]) -> tuple[float, float]:
+    """95 % interval of the geometric mean of `ratios`, taken as independent draws (normal
+    approximation on their logs). One seed's ratios spread by 10 % and more, so a geometric
+    mean means little without it."""
+    logs = np.log(ratios)
     if len(logs) < 2:
         return math.nan, math.nan
     half = 1.96 * float(np.std(logs, ddof=1)) / math.sqrt(len(logs))
@@ -298,7 +302,7 @@ def seeds_markdown(by_seed: dict[int, list[Comparison]], title: str, command: st
         rows.append([task] + cells + [f"{geometric_mean_ratio([r for r in results if r.task == task]):.3f}"])
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", *markdown_table(headers, rows)]
     per_seed = ", ".join(f"seed {s}: {geometric_mean_ratio(by_seed[s]):.3f}" for s in seeds)
-    overall, (low, high) = geometric_mean_ratio(results), geometric_mean_interval(results)
+    overall, (low, high) = geometric_mean_ratio(results), geometric_mean_interval([r.ratio for r in results])
     faster = sum(r.ratio < 1 for r in results)
     lines += ["", f"Geometric mean of minansor / MetaSchedule over all {len(results)} (task, seed) pairs: "
                   f"**{overall:.3f}** (below 1: minansor faster); per seed over its tasks: {per_seed}.",
