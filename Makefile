@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) experiments/reproduce_study.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache .hypothesis
