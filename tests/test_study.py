@@ -18,7 +18,7 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     common = ["--data", data, "--work-dir", work, "--report", report, "--input-size", "64", "--epochs", "1",
               "--calibration", "2", "--repeats", "1", "--no-progress", "--set", "number=1", "--set", "repeat=1",
               "--set", "min_repeat_ms=1"]
-    assert main(common + ["--budgets", "2,4"]) == 0
+    assert main(common + ["--budgets", "2,4", "--rounds", "2"]) == 0
     with open(report + ".json") as f:
         saved = json.load(f)
     rows = saved["rows"]
@@ -35,9 +35,14 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
     assert "### fp32, 4 trials" in text and "% of peak" in text
     assert len(RecordStore(os.path.join(work, "int8")).load()) == 4  # budgets are cumulative
+    # the baselines and the kept tuned libraries are timed again and keep their best; untuned TVM is timed once
+    retimed = {(r["precision"], r["runtime"], r["trials"]) for r in rows if r["rounds_ms"]}
+    assert retimed == keys - {("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0)}
+    assert all(len(r["rounds_ms"]) == 2 and r["latency_ms"] == min(r["rounds_ms"]) for r in rows if r["rounds_ms"])
+    assert "| best of 2 |" in text and "| once |" in text
     capsys.readouterr()
     # a larger budget measures only its own row, continuing from the 4 recorded trials
-    assert main(common + ["--budgets", "2,4,6", "--precisions", "int8"]) == 0
+    assert main(common + ["--budgets", "2,4,6", "--precisions", "int8", "--rounds", "0"]) == 0
     out = capsys.readouterr().out
     assert "int8: tuning up to 6 trials" in out and "timing the untuned" not in out and "training" not in out
     assert len(RecordStore(os.path.join(work, "int8")).load()) == 6
