@@ -146,12 +146,12 @@ def study_input(args) -> np.ndarray:
     return np.random.default_rng(args.seed).random((1, 3, args.input_size, args.input_size), dtype=np.float32)
 
 
-def baseline_rows(model, paths: dict[str, str], args, done: set[str]):
+def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str]):
     """PyTorch eager and onnxruntime, timed on one input the way the TVM rows are."""
     from minansor.network import median_time
 
     x = study_input(args)
-    for precision, runtime, forward in baseline_runtimes(model, paths):
+    for precision, runtime, forward in runtimes:
         if f"{precision}/{runtime}/0" in done or precision not in args.precisions:
             continue
         latency_s, _ = median_time(lambda: forward(x), args.repeats, warmup=3)
@@ -196,7 +196,7 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
               f"({time.perf_counter() - started:.0f} s including the build and mAP)")
 
 
-def retime(rows: list[Row], model, paths: dict[str, str], args) -> None:
+def retime(rows: list[Row], runtimes: list[tuple[str, str, Callable]], args) -> None:
     """Time the baselines and every tuned row whose library is kept again, in `args.rounds`
     interleaved rounds (each TVM library in a fresh process, as `network.run_library` does), and
     set each row's latency to the best of its rounds. Rows that cannot be timed again (the untuned
@@ -208,7 +208,7 @@ def retime(rows: list[Row], model, paths: dict[str, str], args) -> None:
 
     x, target = study_input(args), resolve_target("cpu")
     timers: dict[str, Callable[[], float]] = {}
-    for precision, runtime, forward in baseline_runtimes(model, paths):
+    for precision, runtime, forward in runtimes:
         timers[f"{precision}/{runtime}/0"] = (
             lambda forward=forward: median_time(lambda: forward(x), args.repeats, warmup=3)[0])
     for r in rows:
@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
     model = prepare_model(args)
     args.num_classes = model.num_classes
     paths = export_models(model, args)
-    for row in baseline_rows(model, paths, args, done):
+    runtimes = baseline_runtimes(model, paths)
+    for row in baseline_rows(runtimes, args, done):
         keep(row)
     networks = {"fp32": lambda: from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)],
                                            "yolov4-tiny-fp32"),
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
             keep(row)
     wanted = [r for r in rows if r.precision in args.precisions and (r.trials == 0 or r.trials in args.budgets)]
     if args.rounds:
-        retime(wanted, model, paths, args)
+        retime(wanted, runtimes, args)
         save()
     headers, body = table(wanted)
     print(format_table(headers, body))
