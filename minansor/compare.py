@@ -144,12 +144,14 @@ def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: st
     return best.mod, _best_so_far(recorder.latencies_ms), search / rounds, wall
 
 
-def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig, turns: int = 10) -> list[float]:
-    """Median latency (ms) of each module. All are built once, then timed in turns with the
+def remeasure(task: Task, mods: list[tvm.IRModule], config: SearchConfig) -> list[float]:
+    """Median latency (ms) of each module. All are built once, then timed in
+    `config.remeasure_turns` turns with the
     order reversed every turn, so that neither the position nor a moment's load on a shared
     machine favours one; the median over turns is robust to the run-to-run spread (up to 15 %
     on gemm-1024³ here)."""
-    config = dataclasses.replace(config, number=1, repeat=5, min_repeat_ms=100)
+    turns = config.remeasure_turns
+    config = dataclasses.replace(config, number=1, repeat=5, min_repeat_ms=config.remeasure_min_repeat_ms)
     samples: list[list[float]] = [[] for _ in mods]
     with LocalMeasurer(config) as measurer:
         built = measurer.build(task, mods)

@@ -71,6 +71,10 @@ class SearchConfig:
     build_timeout_s: float = 30.0
     run_timeout_s: float = 30.0
     build_workers: int = 2
+    # compare.remeasure: best programs timed side by side, in this many turns of repeats of at
+    # least this long each (the median over turns is kept)
+    remeasure_turns: int = 10
+    remeasure_min_repeat_ms: int = 100
 
     # --- checking the best program ---
     check_rtol: float = 1e-3
@@ -130,7 +134,7 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
     positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
                 "max_sample_attempts", "number", "repeat", "build_workers", "population",
-                "scheduler_backward_window", "refine_parents", "refine_draws")
+                "scheduler_backward_window", "refine_parents", "refine_draws", "remeasure_turns")
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")

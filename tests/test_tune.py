@@ -80,9 +80,12 @@ def _minansor(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "minansor.cli"] + args, capture_output=True, text=True, timeout=600)
 
 
+QUICK_REMEASURE = ["--set", "remeasure_turns=2", "--set", "remeasure_min_repeat_ms=1"]
+
+
 def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     done = _minansor(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress",
-                      "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+                      "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"] + QUICK_REMEASURE)
     assert done.returncode == 0, done.stderr[-2000:]
     ratio = float(done.stdout.strip().splitlines()[-1].split(":")[1].split()[0])
     assert ratio > 0
@@ -130,7 +133,7 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
                           "compare_metaschedule.py")
     run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--seeds", "0,1",
                                 "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path),
-                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"] + QUICK_REMEASURE)
     per_seed = [json.load(open(tmp_path / name)) for name in ("compare-custom-4.json", "compare-custom-4-seed1.json")]
     ratios = [runs[0]["minansor"]["best_ms"] / runs[0]["metaschedule"]["best_ms"] for runs in per_seed]
     summary = (tmp_path / "compare-custom-4-seeds.md").read_text()
@@ -145,7 +148,7 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
     kept, before = ms_records.read_text(), ours_trials.stat().st_mtime_ns
     run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--again", "minansor",
                                 "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path),
-                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
+                                "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"] + QUICK_REMEASURE)
     retuned = json.load(open(tmp_path / "compare-custom-4.json"))[0]
     assert ms_records.read_text() == kept
     assert retuned["metaschedule"]["curve"] == per_seed[0][0]["metaschedule"]["curve"]
@@ -155,7 +158,7 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
     # a change to the measurement: both kept bests re-measured, nothing tuned
     ours_now = ours_trials.read_text()
     run_in_own_process(script, ["--tasks", "gemm-16x16x16", "--budgets", "4", "--again", "remeasure",
-                                "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path)])
+                                "--work-dir", str(tmp_path / "work"), "--results", str(tmp_path)] + QUICK_REMEASURE)
     remeasured = json.load(open(tmp_path / "compare-custom-4.json"))[0]
     assert ours_trials.read_text() == ours_now and ms_records.read_text() == kept
     assert remeasured["minansor"]["curve"] == retuned["minansor"]["curve"]
