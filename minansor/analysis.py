@@ -199,8 +199,11 @@ def has_expensive_or_branching_op(sch: Schedule, name: str) -> bool:
 
 
 def is_output_block(sch: Schedule, name: str) -> bool:
-    root = sch.get_sblock("root")
-    return name in {sch.get(b).name_hint for b in sch.get_output_blocks(root)}
+    """Whether the block writes an output of the function. (Read off the function's parameters:
+    TVM's own `get_output_blocks` fails on a function with a block inside a reduction's init,
+    as `blockize` leaves one.)"""
+    params = {param.name for param in sch.mod["main"].params}
+    return any(name_ in params for name_ in written_buffers(sch, name))
 
 
 def consumers(sch: Schedule, name: str) -> list[str]:

@@ -71,10 +71,8 @@ def sample_knob(knob: Knob, preferred: Sequence | None, rng: np.random.Generator
 def random_program(mod: tvm.IRModule, sketches: list[Sketch], sketch_index: int, config: SearchConfig,
                    rng: np.random.Generator) -> Applied:
     """One random program of one sketch; raises `InvalidProgram` when TVM rejects it."""
-    sch, decisions, knobs = materialize(mod, sketches[sketch_index],
-                                        lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling),
-                                        config)
-    return Applied(Program.make(sketch_index, decisions), sch, knobs)
+    return materialize(mod, sketches, sketch_index,
+                       lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling), config)
 
 
 def _prime_factors(n: int) -> list[int]:

@@ -17,7 +17,8 @@ from .errors import UserError
 class SearchConfig:
     # --- the search space (sketch rules and random annotation) ---
     cpu_sketch_rules: tuple[str, ...] = ("always_inline", "add_rfactor", "add_cache_write",
-                                         "multi_level_tiling_with_fusion", "multi_level_tiling", "skip_stage")
+                                         "multi_level_tiling_with_vnni", "multi_level_tiling_with_fusion",
+                                         "multi_level_tiling", "skip_stage")
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
     gpu_tile_structure: str = "SSSRRSRS"  # Ansor's GPU tiling: blockIdx, vthread, threadIdx, ... (gpu_sketch.py)
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
@@ -29,6 +30,7 @@ class SearchConfig:
     cache_write_scope: str = "local"
     layout_rewrite: str = "always"  # constant inputs of tiled blocks packed in tile order: always, optional, off
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
+    vnni: bool = True  # int8 multiply-accumulates as VNNI dot products (vnni.py) where the target has them
 
     # --- the search strategy ---
     search: str = "evolutionary"

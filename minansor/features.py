@@ -364,8 +364,9 @@ def tvm_extractor(task) -> Callable:
 
 
 def minansor_extractor(task) -> Callable:
-    """Our features (FEATURE_NAMES), read from the scheduled TIR."""
-    return lambda applied: extract(applied.mod)
+    """Our features (FEATURE_NAMES), read from the scheduled TIR (a tensorized block as the
+    loop nest it computes: `Applied.modeled`)."""
+    return lambda applied: extract(applied.modeled)
 
 
 # SearchConfig.features names one of these: task -> (applied program -> feature matrix, one row

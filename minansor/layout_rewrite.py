@@ -65,17 +65,27 @@ def is_packing_block(sch: Schedule, block: str) -> bool:
 def tile_order(sch: Schedule, block: str, buffer: str) -> list[tuple[int, int, int]]:
     """How the loop nest of `block` walks `buffer`: for every loop of extent > 1 that moves
     along a dimension of it, outermost first, (dimension, loop extent, stride of the loop along
-    that dimension). Each index of the buffer must be one block iterator (as weights are read)."""
-    realized = analysis.realize(sch, block)
-    binding = {iv.var.name: value for iv, value in zip(realized.block.iter_vars, realized.iter_values)}
-    region = next(r for r in realized.block.reads if r.source.name == buffer)
+    that dimension). Each index of the buffer must be a sum of block iterators, each moving it
+    along one dimension (as weights are read). A block tiled for a tensor intrinsic reads the
+    buffer through the block inside it: the walk goes on into that block's loops, so the
+    intrinsic's tile comes last, in the order the intrinsic reads it."""
+    chain = readers(sch, block, buffer)
+    binding, level = {}, {}
+    for depth, name in enumerate(chain):
+        realized = analysis.realize(sch, name)
+        for iv, value in zip(realized.block.iter_vars, realized.iter_values):
+            binding[iv.var.name], level[iv.var.name] = value, depth
+    region = next(r for r in analysis.realize(sch, chain[-1]).block.reads if r.source.name == buffer)
     dims = []
     for index in region.region:
-        if not (isinstance(index.min, tirx.Var) and index.min.name in binding):
+        iterators = [v.name for v in tirx.analysis.undefined_vars(index.min)]
+        # one iterator per block level (an outer tile and the intrinsic's part of it), never two of one block
+        if any(name not in binding for name in iterators) or len({level[n] for n in iterators}) < len(iterators):
             raise ValueError(f"{buffer} is not indexed by plain iterators of {block}")
-        dims.append({v.name for v in tirx.analysis.undefined_vars(binding[index.min.name])})
+        dims.append({v.name for name in iterators for v in tirx.analysis.undefined_vars(binding[name])})
     walk = []
-    for loop in sch.get_loops(sch.get_sblock(block)):
+    # get_loops stops at the enclosing block: the nest is the loops of each block of the chain in turn
+    for loop in (loop for name in chain for loop in sch.get_loops(sch.get_sblock(name))):
         extent, var = int(sch.get(loop).extent), sch.get(loop).loop_var.name
         moved = [d for d, loop_vars in enumerate(dims) if var in loop_vars]
         if extent > 1 and moved:
@@ -84,6 +94,17 @@ def tile_order(sch: Schedule, block: str, buffer: str) -> list[tuple[int, int, i
             walk.append((moved[0], extent))
     # A perfect split: a loop's stride along its dimension is the product of the inner loops' extents.
     return [(dim, extent, math.prod(e for d, e in walk[k + 1:] if d == dim)) for k, (dim, extent) in enumerate(walk)]
+
+
+def readers(sch: Schedule, block: str, buffer: str) -> list[str]:
+    """`block`, then the block inside it that reads `buffer`, and so on down to the innermost."""
+    chain = [block]
+    while True:
+        inner = [name for name in (sch.get(b).name_hint for b in sch.get_child_blocks(sch.get_sblock(chain[-1])))
+                 if any(r.source.name == buffer for r in analysis.realize(sch, name).block.reads)]
+        if not inner:
+            return chain
+        chain.append(inner[0])
 
 
 def rewrite_layout(sch: Schedule, block: str, buffer: str) -> None:

@@ -16,7 +16,7 @@ from tvm.s_tir import Schedule
 
 from .config import SearchConfig
 from .sketch import Sketch
-from .steps import Decide, InvalidProgram, Knob
+from .steps import Decide, InvalidProgram, Knob, Tensorize
 
 
 @dataclass(frozen=True)
@@ -51,17 +51,25 @@ class Applied:
     program: Program
     sch: Schedule
     knobs: tuple[Knob, ...]
+    untensorized: tvm.IRModule | None = None  # the program just before its first Tensorize step
 
     @property
     def mod(self) -> tvm.IRModule:
         return self.sch.mod
 
+    @property
+    def modeled(self) -> tvm.IRModule:
+        """The program as the cost model reads it: a tensorized block as the loop nest it
+        computes (one opaque intrinsic call would hide its work), every loop around it final."""
+        return self.untensorized if self.untensorized is not None else self.mod
 
-def materialize(mod: tvm.IRModule, sketch: Sketch, decide: Decide,
-                config: SearchConfig) -> tuple[Schedule, dict[str, Any], tuple[Knob, ...]]:
-    """Walk the sketch's steps on a fresh schedule, settling every knob through `decide`.
-    Any refusal by TVM becomes `InvalidProgram`."""
+
+def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: Decide,
+                config: SearchConfig) -> Applied:
+    """Walk the steps of sketch `index` on a fresh schedule, settling every knob through
+    `decide`. Any refusal by TVM becomes `InvalidProgram`."""
     sch = Schedule(mod)
+    untensorized = None
     decisions: dict[str, Any] = {}
     knobs: list[Knob] = []
 
@@ -75,14 +83,16 @@ def materialize(mod: tvm.IRModule, sketch: Sketch, decide: Decide,
         knobs.append(knob)
         return value
 
-    for step in sketch.all_steps:
+    for step in sketches[index].all_steps:
+        if isinstance(step, Tensorize) and untensorized is None:
+            untensorized = sch.mod
         try:
             step.apply(sch, recording, config)
         except InvalidProgram:
             raise
         except Exception as err:  # a ScheduleError or any other refusal from TVM
             raise InvalidProgram(f"{step.describe()}: {str(err).strip().splitlines()[-1]}") from None
-    return sch, decisions, tuple(knobs)
+    return Applied(Program.make(index, decisions), sch, tuple(knobs), untensorized)
 
 
 def apply_program(mod: tvm.IRModule, sketches: list[Sketch], program: Program, config: SearchConfig) -> Applied:
@@ -95,7 +105,8 @@ def apply_program(mod: tvm.IRModule, sketches: list[Sketch], program: Program, c
             raise InvalidProgram(f"no decision for {knob.name}")
         return recorded[knob.name]
 
-    sch, used, knobs = materialize(mod, sketches[program.sketch], replay, config)
-    if set(used) != set(recorded):
-        raise InvalidProgram(f"decisions for knobs the sketch never asks: {sorted(set(recorded) - set(used))}")
-    return Applied(program, sch, knobs)
+    applied = materialize(mod, sketches, program.sketch, replay, config)
+    if applied.program != program:
+        unasked = sorted(set(recorded) - set(applied.program.as_dict()))
+        raise InvalidProgram(f"decisions for knobs the sketch never asks: {unasked}")
+    return applied

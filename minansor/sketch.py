@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from tvm import tirx
 from tvm.s_tir import Schedule
 
-from . import analysis, layout_rewrite
+from . import analysis, layout_rewrite, vnni
 from .config import SearchConfig
 from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
-                    RewriteLayout, Rfactor, Step, Unroll, Vectorize)
+                    RewriteLayout, Rfactor, Step, Tensorize, TileForIntrinsic, Unroll, Vectorize)
 
 
 @dataclass(frozen=True)
@@ -130,12 +130,16 @@ def single_elementwise_consumer(sch: Schedule, block: str) -> str | None:
 def layout_choices(sch: Schedule, block: str, config: SearchConfig) -> list[tuple[Step, ...]]:
     """How the constant inputs of a block about to be tiled may be stored: rewritten into its
     tile order, as they are, or both as separate sketches (`SearchConfig.layout_rewrite`)."""
-    constants = layout_rewrite.layout_free_buffers(sch)
-    read = sorted(buffer for buffer, _ in analysis.read_buffers(sch, block) if buffer in constants)
+    read = constant_inputs(sch, block)
     if not read or config.layout_rewrite == "off":
         return [()]
     rewrite = tuple(RewriteLayout(block, buffer) for buffer in read)
     return [rewrite] if config.layout_rewrite == "always" else [rewrite, ()]
+
+
+def constant_inputs(sch: Schedule, block: str) -> list[str]:
+    constants = layout_rewrite.layout_free_buffers(sch)
+    return sorted(buffer for buffer, _ in analysis.read_buffers(sch, block) if buffer in constants)
 
 
 def is_tiled(steps: tuple[Step, ...], block: str) -> bool:
@@ -188,6 +192,23 @@ def multi_level_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple
     return Outcome.APPLY_AND_SKIP_REST, [d.then(tiling, *layout) for layout in layout_choices(d.sch, block, config)]
 
 
+def multi_level_tiling_with_vnni(d: Derivation, block: str,
+                                 config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    """A uint8 x int8 -> int32 multiply-accumulate on a CPU with VNNI: its innermost 16 output
+    values x 4 products become one `vpdpbusd` (vnni.py), and the loops around them are tiled and
+    fused like any other block's. The weight is always packed, because the intrinsic reads its
+    16 x 4 tile as one contiguous vector: in any other layout it would compute garbage."""
+    if not config.vnni or not needs_multi_level_tiling(d.sch, block) or not vnni.is_vnni_block(d.sch, block):
+        return Outcome.PASS, []
+    consumer = single_elementwise_consumer(d.sch, block)
+    intrinsic = TileForIntrinsic(block, vnni.VNNI_INTRIN)
+    tiling = MultiLevelTile(intrinsic.outer, config.cpu_tile_structure)
+    packing = tuple(RewriteLayout(intrinsic.outer, buffer) for buffer in constant_inputs(d.sch, block))
+    fused = [d.then(intrinsic, tiling, FuseConsumer(intrinsic.outer, consumer, tiling, level), *packing)
+             for level in config.fusion_levels] if consumer else []
+    return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(intrinsic, tiling, *packing)]
+
+
 def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
     return Outcome.APPLY, [Derivation(d.sch, d.steps, d.pending[1:], d.config)]
 
@@ -195,7 +216,8 @@ def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome
 # Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
 # are tried; register another by adding it here (examples/add_sketch_rule.py).
 SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
-    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_fusion, multi_level_tiling, skip_stage)}
+    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_vnni, multi_level_tiling_with_fusion,
+    multi_level_tiling, skip_stage)}
 
 
 def cpu_rules(config: SearchConfig) -> tuple[Rule, ...]:
@@ -235,9 +257,13 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
                and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]
     out: list[Step] = [ComputeLocation(b) for b in reversed(movable)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
+    # The innermost loops of a block tiled for an intrinsic are the intrinsic's: no vector, and
+    # its reduction is initialized by Tensorize, which comes last.
+    intrinsics = {s.outer: s.intrin for s in steps if isinstance(s, TileForIntrinsic)}
     for b in names:
-        out += [Vectorize(b), Parallel(b)] + ([Unroll(b)] if b in reducing else [])
-    return tuple(out) + tuple(DecomposeReduction(b) for b in reducing)
+        out += ([] if b in intrinsics else [Vectorize(b)]) + [Parallel(b)] + ([Unroll(b)] if b in reducing else [])
+    out += [DecomposeReduction(b) for b in reducing if b not in intrinsics]
+    return tuple(out) + tuple(Tensorize(b, intrin) for b, intrin in intrinsics.items())
 
 
 def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sketch]:

@@ -13,12 +13,14 @@ from .sketch import Sketch, generate_sketches
 from .steps import InvalidProgram
 from .targets import device_type
 from .task import Task
+from .vnni import has_vnni
 
 
 class SearchSpace:
     def __init__(self, task: Task, config: SearchConfig):
         self.task = task
-        self.config = dataclasses.replace(config, num_cores=config.num_cores or task.num_cores)
+        self.config = dataclasses.replace(config, num_cores=config.num_cores or task.num_cores,
+                                          vnni=config.vnni and has_vnni(task.target))
         self.gpu = device_type(task.target) == "cuda"
         self.sketches: list[Sketch] = generate_sketches(task.mod, self.config, self.gpu)
         self.sampled = 0  # programs drawn

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from tvm.s_tir import Schedule
+from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
-from . import analysis, layout_rewrite
+from . import analysis, layout_rewrite, vnni
 from .analysis import REDUCTION, SPATIAL
 from .config import SearchConfig
 
@@ -209,6 +210,31 @@ class RewriteLayout:
         return f"rewrite the layout of {self.buffer} into the tile order of {self.block} (packed at compile time)"
 
 
+@dataclass(frozen=True)
+class TileForIntrinsic:
+    """Split the loops of `block` so that its innermost iterations are exactly one call of the
+    tensor intrinsic `intrin` (vnni.py), and wrap everything outside them in a new block
+    `<block>_o`: the block that multi-level tiling then tiles, and that `Tensorize` replaces
+    by the intrinsic once annotation is done."""
+
+    block: str
+    intrin: str
+
+    @property
+    def outer(self) -> str:
+        return f"{self.block}_o"
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        vnni.register()
+        loop = tile_with_tensor_intrin(sch, sch.get_sblock(self.block), self.intrin)
+        if loop is None:
+            raise InvalidProgram(f"the loops of {self.block} do not hold the intrinsic {self.intrin}")
+        sch.blockize(loop)
+
+    def describe(self) -> str:
+        return f"tile {self.block} for the intrinsic {self.intrin} (the rest of its loops: block {self.outer})"
+
+
 # ---------------------------------------------------------------- annotation steps
 
 
@@ -346,3 +372,25 @@ class DecomposeReduction:
 
     def describe(self) -> str:
         return f"initialize {self.block} outside its reduction loops"
+
+
+@dataclass(frozen=True)
+class Tensorize:
+    """Replace the body of the outer block of a `TileForIntrinsic` by the intrinsic. The
+    intrinsic only accumulates, so the reduction's initialization first moves out of the
+    reduction loops. The last step of a program: every loop around the intrinsic is settled."""
+
+    block: str
+    intrin: str
+
+    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+        block = sch.get_sblock(self.block)
+        loops = sch.get_loops(block)
+        kinds = analysis.loop_kinds(sch, self.block, loops)
+        first_reduction = next((l for l, k in zip(loops, kinds) if k == REDUCTION), None)
+        if first_reduction is not None:
+            sch.decompose_reduction(block, first_reduction)
+        sch.tensorize(block, self.intrin)
+
+    def describe(self) -> str:
+        return f"tensorize {self.block} with {self.intrin}"

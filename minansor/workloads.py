@@ -39,6 +39,20 @@ def conv2d_bias_act(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1
     return [data, weight, bias, out]
 
 
+def quantized_conv2d(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1) -> list[te.Tensor]:
+    """A conv layer as the int8 network runs it (int8.py), NHWC: uint8 activations times int8
+    HWIO weights, accumulated in int32, then back to float with a scale per output channel, a
+    bias (which here also stands for the zero-point correction) and leaky ReLU."""
+    data = te.placeholder((1, h, w, cin), "uint8", name="data")
+    weight = te.placeholder((k, k, cin, cout), "int8", name="weight")
+    scale = te.placeholder((cout,), name="scale")
+    bias = te.placeholder((cout,), name="bias")
+    acc = topi.nn.conv2d_nhwc(data, weight, stride, k // 2, 1, out_dtype="int32")
+    out = te.compute(acc.shape, lambda n, y, x, c: acc[n, y, x, c].astype("float32") * scale[c] + bias[c],
+                     name="requantize")
+    return [data, weight, scale, bias, topi.nn.leaky_relu(out, 0.1)]
+
+
 def gemm(m: int, n: int, k: int) -> list[te.Tensor]:
     a = te.placeholder((m, k), name="A")
     b = te.placeholder((k, n), name="B")
@@ -83,6 +97,9 @@ FAMILIES = {
                    lambda h, w, ci, co, k, s, nhwc: conv2d_bias_act(h, w, ci, co, k, s or 1, leaky=False,
                                                                    layout="NHWC" if nhwc else "NCHW"),
                    "conv2d NCHW (or -nhwc) + bias (linear detection head)", constants=(1, 2)),
+    "qconv": Family(rf"(?:yolo-)?qconv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
+                    lambda h, w, ci, co, k, s: quantized_conv2d(h, w, ci, co, k, s or 1),
+                    "int8 conv2d NHWC (uint8 x int8 -> int32) + requantize to float + leaky ReLU", constants=(1, 2, 3)),
     "gemm": Family(rf"gemm-{_D}x{_D}x{_D}", lambda m, n, k: gemm(m, n, k), "C[M,N] = A[M,K] B[K,N]"),
     "maxpool": Family(rf"(?:yolo-)?maxpool-{_D}x{_D}-{_D}", lambda h, w, c: maxpool2x2(h, w, c),
                       "max pool 2x2, stride 2, NCHW"),

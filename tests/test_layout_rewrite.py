@@ -47,7 +47,7 @@ def _choice_knobs(space, index):
     def first(knob, preferred):
         return (knob.extent,) + (1,) * (knob.parts - 1) if knob.is_tile else knob.choices[0]
 
-    _, _, knobs = materialize(space.task.mod, space.sketches[index], first, space.config)
+    knobs = materialize(space.task.mod, space.sketches, index, first, space.config).knobs
     return [k for k in knobs if not k.is_tile]
 
 
@@ -61,7 +61,7 @@ def packed_conv_programs(draw):
     task = make_task(f"conv-{h}x{w}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else "")
                      + ("-nhwc" if nhwc else ""))
     space = SearchSpace(task, CONFIG)
-    sketch = space.sketches[draw(st.integers(0, len(space.sketches) - 1))]
+    index = draw(st.integers(0, len(space.sketches) - 1))
 
     def decide(knob, preferred):
         if knob.is_tile:
@@ -69,10 +69,10 @@ def packed_conv_programs(draw):
         return draw(st.sampled_from(knob.choices))
 
     try:
-        sch, _, _ = materialize(task.mod, sketch, decide, space.config)
+        applied = materialize(task.mod, space.sketches, index, decide, space.config)
     except InvalidProgram:
         assume(False)
-    return task, sch.mod
+    return task, applied.mod
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

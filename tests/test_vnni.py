@@ -1,0 +1,84 @@
+"""VNNI: int8 multiply-accumulates tensorized with `vpdpbusd`, on weights packed so that each
+16 x 4 tile is one vector, checked against the untuned program on full-range int8 data."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tvm
+
+from minansor.config import SearchConfig
+from minansor.features import FEATURE_NAMES, extract
+from minansor.layout_rewrite import kernel, packed_shapes
+from minansor.peak import int8_peak_gops
+from minansor.space import SearchSpace
+from minansor.steps import Tensorize, TileForIntrinsic
+from minansor.targets import resolve_target
+from minansor.verify import check_against_untuned
+from minansor.vnni import VNNI_INTRIN, has_vnni
+from minansor.workloads import make_task
+
+CPU = resolve_target("cpu")
+CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)
+needs_vnni = pytest.mark.skipif(not has_vnni(CPU), reason="this CPU has no AVX-512 VNNI")
+
+
+def _valid(space: SearchSpace, count: int, seed: int = 0):
+    rng, found = np.random.default_rng(seed), []
+    for _ in range(100):
+        applied = space.random(rng)
+        if applied is not None:
+            found.append(applied)
+        if len(found) == count:
+            return found
+    raise AssertionError(f"{len(found)} valid programs in 100 draws")
+
+
+@needs_vnni
+def test_int8_conv_sketches_tile_for_the_intrinsic_and_tensorize_last():
+    space = SearchSpace(make_task("qconv-6x6-8-32-3x3"), CONFIG)
+    assert space.sketches and all(TileForIntrinsic("conv2d_nhwc", VNNI_INTRIN) in s.steps for s in space.sketches)
+    for sketch in space.sketches:
+        assert sketch.annotations[-1] == Tensorize("conv2d_nhwc_o", VNNI_INTRIN)
+        assert not any(s.describe().startswith("vectorize") and s.block == "conv2d_nhwc_o" for s in sketch.annotations)
+    # the weight always goes packed: the intrinsic reads each 16 x 4 tile as one vector
+    assert all(any(s.describe().startswith("rewrite the layout of weight") for s in sketch.steps)
+               for sketch in space.sketches)
+
+
+@needs_vnni
+def test_tensorized_programs_emit_vpdpbusd_and_match_the_untuned_conv_on_full_range_data():
+    task = make_task("qconv-6x6-8-32-3x3s2")
+    space = SearchSpace(task, CONFIG)
+    for applied in _valid(space, 3):
+        # the intrinsic's 16 output channels x 4 input channels come last, contiguous
+        (name, shape, packed), = [p for p in packed_shapes(applied.mod) if p[0] == "weight"]
+        assert shape == (3, 3, 8, 32) and packed[-2:] == (16, 4)
+        check = check_against_untuned(task, applied.mod, 1e-5, 1e-5)
+        assert check.ok, check.detail
+        asm = tvm.compile(kernel(applied.mod), target=task.target).mod.inspect_source("asm")
+        assert "vpdpbusd" in asm
+
+
+@needs_vnni
+def test_the_cost_model_sees_the_work_of_a_tensorized_block():
+    space = SearchSpace(make_task("qconv-6x6-8-32-1x1"), CONFIG)
+    (applied,) = _valid(space, 1)
+    assert applied.untensorized is not None
+    int_ops = FEATURE_NAMES.index("int_ops")
+    assert extract(applied.modeled)[:, int_ops].max() > extract(applied.mod)[:, int_ops].max()
+
+
+def test_vnni_is_used_only_where_it_applies():
+    # float convs, channels that do not fill a 16 x 4 tile, a target without VNNI, the ablation
+    for name, target, config in [("conv-6x6-8-32-3x3-nhwc", CPU, CONFIG), ("qconv-6x6-8-24-3x3", CPU, CONFIG),
+                                 ("qconv-6x6-8-32-3x3", {"kind": "llvm", "mcpu": "skylake", "num-cores": 2}, CONFIG),
+                                 ("qconv-6x6-8-32-3x3", CPU, dataclasses.replace(CONFIG, vnni=False))]:
+        space = SearchSpace(make_task(name, target), config)
+        assert space.sketches and not any(isinstance(s, TileForIntrinsic) for sk in space.sketches for s in sk.steps)
+
+
+@needs_vnni
+def test_the_int8_peak_is_measured_with_vpdpbusd():
+    gops = int8_peak_gops(chains=4, steps=1 << 10, repeat=2)
+    assert 0 < gops < float("inf")
