@@ -62,13 +62,15 @@ def is_packing_block(sch: Schedule, block: str) -> bool:
     return PACKING_ATTR in sch.get(sch.get_sblock(block)).annotations
 
 
-def tile_order(sch: Schedule, block: str, buffer: str) -> list[tuple[int, int, int]]:
+def tile_order(sch: Schedule, block: str, buffer: str) -> list[tuple[int, int, int, int]]:
     """How the loop nest of `block` walks `buffer`: for every loop of extent > 1 that moves
-    along a dimension of it, outermost first, (dimension, loop extent, stride of the loop along
-    that dimension). Each index of the buffer must be a sum of block iterators, each moving it
-    along one dimension (as weights are read). A block tiled for a tensor intrinsic reads the
-    buffer through the block inside it: the walk goes on into that block's loops, so the
-    intrinsic's tile comes last, in the order the intrinsic reads it."""
+    along a dimension of it, outermost first, (dimension, loop extent, stride, granule): the loop
+    steps the index by `stride * granule`. Each index of the buffer must be a sum of block
+    iterators, each moving it along one dimension (as weights are read). A block tiled for a
+    tensor intrinsic reads the buffer through the block inside it: the walk goes on into that
+    block's loops, so the intrinsic's tile comes last, in the order the intrinsic reads it; the
+    loops outside step in whole intrinsic tiles (`granule`), so that the packed index of the
+    intrinsic's tile is its own iterators alone, as tensorization needs."""
     chain = readers(sch, block, buffer)
     binding, level = {}, {}
     for depth, name in enumerate(chain):
@@ -83,17 +85,19 @@ def tile_order(sch: Schedule, block: str, buffer: str) -> list[tuple[int, int, i
         if any(name not in binding for name in iterators) or len({level[n] for n in iterators}) < len(iterators):
             raise ValueError(f"{buffer} is not indexed by plain iterators of {block}")
         dims.append({v.name for name in iterators for v in tirx.analysis.undefined_vars(binding[name])})
-    walk = []
-    # get_loops stops at the enclosing block: the nest is the loops of each block of the chain in turn
-    for loop in (loop for name in chain for loop in sch.get_loops(sch.get_sblock(name))):
-        extent, var = int(sch.get(loop).extent), sch.get(loop).loop_var.name
-        moved = [d for d, loop_vars in enumerate(dims) if var in loop_vars]
-        if extent > 1 and moved:
-            if len(moved) > 1:
-                raise ValueError(f"a loop of {block} moves along several dimensions of {buffer}")
-            walk.append((moved[0], extent))
+    walk = []  # (dimension, extent, inside the intrinsic)
+    for depth, name in enumerate(chain):  # get_loops stops at the enclosing block
+        for loop in sch.get_loops(sch.get_sblock(name)):
+            extent, var = int(sch.get(loop).extent), sch.get(loop).loop_var.name
+            moved = [d for d, loop_vars in enumerate(dims) if var in loop_vars]
+            if extent > 1 and moved:
+                if len(moved) > 1:
+                    raise ValueError(f"a loop of {block} moves along several dimensions of {buffer}")
+                walk.append((moved[0], extent, depth > 0))
+    granule = {dim: math.prod(e for d, e, inner in walk if d == dim and inner) for dim, _, _ in walk}
     # A perfect split: a loop's stride along its dimension is the product of the inner loops' extents.
-    return [(dim, extent, math.prod(e for d, e in walk[k + 1:] if d == dim)) for k, (dim, extent) in enumerate(walk)]
+    return [(dim, extent, math.prod(e for d, e, i in walk[k + 1:] if d == dim and i == inner),
+             1 if inner else granule[dim]) for k, (dim, extent, inner) in enumerate(walk)]
 
 
 def readers(sch: Schedule, block: str, buffer: str) -> list[str]:
@@ -116,7 +120,8 @@ def rewrite_layout(sch: Schedule, block: str, buffer: str) -> None:
     sch.annotate(packing, PACKING_ATTR, 1)
 
     def packed_index(*index):
-        return [index[dim] // stride % extent for dim, extent, stride in order] or [index[0]]  # a single element
+        return ([(index[dim] // granule if granule > 1 else index[dim]) // stride % extent
+                 for dim, extent, stride, granule in order] or [index[0]])  # a single element
 
     sch.transform_layout(sblock, ("read", read_index), packed_index)
 

@@ -255,11 +255,12 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
     movable = [b for b in names
                if not is_tiled(steps, b) and b not in fused and not analysis.is_output_block(sch, b)
                and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]
-    out: list[Step] = [ComputeLocation(b) for b in reversed(movable)]
-    reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
-    # The innermost loops of a block tiled for an intrinsic are the intrinsic's: no vector, and
-    # its reduction is initialized by Tensorize, which comes last.
+    # The innermost loops of a block tiled for an intrinsic are the intrinsic's: nothing inlined
+    # into them, no vector, and the reduction is initialized by Tensorize, which comes last.
     intrinsics = {s.outer: s.intrin for s in steps if isinstance(s, TileForIntrinsic)}
+    out: list[Step] = [ComputeLocation(b, inline=not set(analysis.consumers(sch, b)) & set(intrinsics))
+                       for b in reversed(movable)]
+    reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
     for b in names:
         out += ([] if b in intrinsics else [Vectorize(b)]) + [Parallel(b)] + ([Unroll(b)] if b in reducing else [])
     out += [DecomposeReduction(b) for b in reducing if b not in intrinsics]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tvm.s_tir import Schedule
@@ -244,11 +244,15 @@ class ComputeLocation:
     consumer (deep inside a reduction loop, a producer makes only the slice that iteration reads)."""
 
     block: str
+    # Not into a tensor intrinsic, whose operands must be buffers. Left out of the repr (the
+    # fingerprint of a sketch): a sketch with a TileForIntrinsic step already tells it apart.
+    inline: bool = field(default=True, repr=False)
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
         (consumer,) = analysis.consumers(sch, self.block) or (None,)
         loops = sch.get_loops(sch.get_sblock(consumer)) if consumer is not None else []
-        choice = decide(Knob(f"location {self.block}", self.block, choices=("inline", "root", *range(len(loops)))), None)
+        places = ("inline", "root") if self.inline else ("root",)
+        choice = decide(Knob(f"location {self.block}", self.block, choices=(*places, *range(len(loops)))), None)
         if choice == "inline":
             sch.compute_inline(sch.get_sblock(self.block))
         elif choice != "root":
