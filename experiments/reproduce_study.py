@@ -49,7 +49,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig, with_overrides  # noqa: E402
-from minansor.peak import fp32_peak_gflops  # noqa: E402
+from minansor.peak import fp32_peak_gflops, int8_peak_gops  # noqa: E402
+from minansor.targets import resolve_target  # noqa: E402
+from minansor.vnni import has_vnni  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 
@@ -230,29 +232,41 @@ def retime(rows: list[Row], runtimes: list[tuple[str, str, Callable]], args) -> 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list]]:
     """One row per runtime and budget; TVM rows with their speedup over untuned TVM and their
-    latency ratio to PyTorch eager and onnxruntime of the same precision (above 1: faster)."""
-    baselines = {(r.precision, r.runtime): r for r in rows if r.trials == 0}
+    latency ratio to PyTorch eager and onnxruntime of the same precision (above 1: faster); int8
+    rows also against onnxruntime fp32 and against our fp32 build at the same budget."""
+    baselines = {(r.precision, r.runtime, r.trials): r for r in rows}
     headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
-               "x onnxruntime", "timed", "mAP@0.5", "mAP@0.5 (11-pt)", "check", "tuning s"]
+               "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "timed", "mAP@0.5", "mAP@0.5 (11-pt)", "check",
+               "tuning s"]
     body = []
     for r in sorted(rows, key=lambda r: (r.precision != "fp32", r.runtime.startswith("TVM"), r.trials, r.runtime)):
-        def over(runtime: str) -> str:
-            base = baselines.get((r.precision, runtime))
+        def over(runtime: str, precision: str = r.precision, trials: int = 0) -> str:
+            base = baselines.get((precision, runtime, trials))
             return f"{base.latency_ms / r.latency_ms:.2f}" if base and r.runtime.startswith("TVM") else ""
 
         study = (f"{STUDY_FPS[r.trials] / STUDY_FPS[0]:.2f}x" if r.runtime.startswith("TVM") and r.trials in STUDY_FPS
                  else "")
         speedup = over("TVM untuned")
+        int8 = r.precision == "int8"
         body.append([r.precision, r.runtime, r.trials or "", f"{r.latency_ms:.1f}", f"{r.fps:.1f}",
                      f"{speedup}x" if speedup else "-", study, over("PyTorch eager"), over("onnxruntime"),
+                     over("onnxruntime", "fp32") if int8 else "",
+                     over("TVM + minansor" if r.trials else "TVM untuned", "fp32", r.trials) if int8 else "",
                      f"best of {len(r.rounds_ms)}" if r.rounds_ms else "once",
                      f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
                      f"{r.tuning_s:.0f}" if r.tuning_s else ""])
     return headers, body
 
 
+def measure_peaks() -> dict[str, float]:
+    """This machine's peak per precision: fp32 FMAs, and int8 VNNI dot products where the CPU has
+    them (else int8 tasks are set against the fp32 peak)."""
+    fp32 = fp32_peak_gflops()
+    return {"fp32": fp32, "int8": int8_peak_gops() if has_vnni(resolve_target("cpu")) else fp32}
+
+
 def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
-    """Per task of one tuned row: its best program's GFLOPS and share of the machine's peak."""
+    """Per task of one tuned row: its best program's GFLOPS (GOPS for int8) and share of the peak of its precision."""
     headers = ["task", "calls", "MFLOP", "best ms", "GFLOPS", "% of peak"]
     body = []
     for t in sorted(row.tasks, key=lambda t: -t["flops"] * t["weight"]):
@@ -284,13 +298,13 @@ def plot(rows: list[Row], path: str) -> None:
     save(fig, path)
 
 
-def write_report(rows: list[Row], args, stem: str, peak_gflops: float) -> None:
+def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> None:
     headers, body = table(rows)
     lines = [f"# YOLOv4-tiny: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
              "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
              "Speedup is over untuned TVM of the same precision; the study's (Jetson Nano, Ansor) is beside it. "
              "x PyTorch and x onnxruntime: the baseline's latency over the row's, same precision, same run (above 1: "
-             "TVM is faster). timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
+             "TVM is faster); int8 rows also over onnxruntime fp32 and over our fp32 build at the same trials (x TVM fp32). timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
              "libraries, interleaved, each TVM library in a fresh process), or once, when the row was made. "
              f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.", ""]
     lines += markdown_table(headers, body)
@@ -298,16 +312,19 @@ def write_report(rows: list[Row], args, stem: str, peak_gflops: float) -> None:
                   "mAP 83.8 / 83.6 / 83.5 / 83.3 %.", ""]
     tuned = [r for r in rows if r.tasks]
     if tuned:
-        lines += [f"## Tasks of the tuned network, against this machine's fp32 peak", "",
-                  f"Peak: {peak_gflops:.0f} GFLOPS, measured in this run by an FMA-bound kernel on every core "
-                  "(`minansor/peak.py`: no program does more multiply-adds per second). Best program of each task, "
-                  "as the tuner measured it.", ""]
+        lines += [f"## Tasks of the tuned network, against this machine's peak", "",
+                  f"Peaks measured in this run on every core (`minansor/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
+                  f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of VNNI dot products (vpdpbusd; "
+                  "the fp32 peak where the CPU has no VNNI): no program does more multiply-adds per second. "
+                  "Best program of each task, as the tuner measured it; int8 rows in GOPS, against the int8 peak.", ""]
         for r in tuned:
-            lines += [f"### {r.precision}, {r.trials} trials", ""] + markdown_table(*task_table(r, peak_gflops)) + [""]
+            lines += ([f"### {r.precision}, {r.trials} trials", ""]
+                      + markdown_table(*task_table(r, peaks[r.precision])) + [""])
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump({"peak_gflops": peak_gflops, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
+        json.dump({"peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
+                   "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png")
 
 
@@ -382,12 +399,13 @@ def main(argv: list[str] | None = None) -> int:
         save()
     headers, body = table(wanted)
     print(format_table(headers, body))
-    peak = fp32_peak_gflops()
+    peaks = measure_peaks()
     for row in wanted:
         if row.tasks:
-            print(f"\n{row.precision}, {row.trials} trials, per task (fp32 peak {peak:.0f} GFLOPS):")
-            print(format_table(*task_table(row, peak)))
-    write_report(wanted, args, stem, peak)
+            print(f"\n{row.precision}, {row.trials} trials, per task ({row.precision} peak {peaks[row.precision]:.0f} "
+                  f"{'GOPS' if row.precision == 'int8' else 'GFLOPS'}):")
+            print(format_table(*task_table(row, peaks[row.precision])))
+    write_report(wanted, args, stem, peaks)
     print(f"report: {stem}.md, {stem}.png, {stem}.json")
     return 0 if all(r.check in ("ok", "-") for r in wanted) else 1
 

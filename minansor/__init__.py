@@ -8,6 +8,7 @@ Map of the code, in the order a program is born, measured and recorded:
     analysis.py       read-only questions about TIR blocks and loops
     steps.py          transform steps (the sketch language) and knobs (their open decisions)
     layout_rewrite.py constant weights packed in the order the tiles read them; the kernel that is timed
+    vnni.py           the VNNI dot product (vpdpbusd) as a tensor intrinsic; which blocks it fits
     sketch.py         derivation rules -> sketches; where annotation decides   <- read first
     gpu_sketch.py     the GPU rules: SSSRRSRS tiles bound to blocks/threads, shared memory, cross-thread reduction
     annotate.py       random annotation: tile factorizations and knob sampling
@@ -31,7 +32,7 @@ Map of the code, in the order a program is born, measured and recorded:
     network.py        graph optimization, task extraction, tuned build, end-to-end timing
     compare.py        side by side with stock MetaSchedule, per task or per network
     metaschedule.py   MetaSchedule's builder and runner under minansor's timeouts
-    peak.py           this machine's fp32 peak, measured by an FMA-bound kernel
+    peak.py           this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd
     report.py         `minansor report`: plots and a summary of a work dir
     explain.py        `minansor explain`: the best program, its decisions and its lineage
     config.py         SearchConfig: every choice of the search in one frozen object

@@ -30,7 +30,7 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     text = open(report + ".md").read()
     assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in text
     # the tuned rows stand beside PyTorch and onnxruntime, and each task beside the measured peak
-    assert "x PyTorch | x onnxruntime |" in text and saved["peak_gflops"] > 0
+    assert "x PyTorch | x onnxruntime |" in text and saved["peak_gflops"] > 0 and saved["int8_peak_gops"] > 0
     tuned = next(r for r in rows if r["runtime"] == "TVM + minansor" and r["precision"] == "fp32")
     assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
     assert "### fp32, 2 trials" in text and "% of peak" in text
