@@ -18,7 +18,8 @@ from typing import Any, Protocol
 from tvm.s_tir import Schedule
 from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
-from . import analysis, layout_rewrite, vnni
+from . import analysis, layout_rewrite
+from . import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
 from .analysis import REDUCTION, SPATIAL
 from .config import SearchConfig
 
@@ -225,7 +226,6 @@ class TileForIntrinsic:
         return f"{self.block}_o"
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
-        vnni.register()
         loop = tile_with_tensor_intrin(sch, sch.get_sblock(self.block), self.intrin)
         if loop is None:
             raise InvalidProgram(f"the loops of {self.block} do not hold the intrinsic {self.intrin}")

@@ -58,10 +58,8 @@ def dot_16x4_vnni(A: T.Buffer((4,), "uint8", offset_factor=1), B: T.Buffer((16, 
             dtype="int32x16")
 
 
-def register() -> str:
-    """Register the intrinsic (idempotent); returns its name for `Schedule.tensorize`."""
-    TensorIntrin.register(VNNI_INTRIN, dot_16x4_description, dot_16x4_vnni, override=True)
-    return VNNI_INTRIN
+# Registered on import: `tile_with_tensor_intrin` and `tensorize` look the intrinsic up by name.
+TensorIntrin.register(VNNI_INTRIN, dot_16x4_description, dot_16x4_vnni, override=True)
 
 
 def has_vnni(target: tvm.target.Target) -> bool:
