@@ -6,6 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 import tvm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from minansor.config import SearchConfig
 from minansor.features import FEATURE_NAMES, extract
@@ -82,3 +84,15 @@ def test_vnni_is_used_only_where_it_applies():
 def test_the_int8_peak_is_measured_with_vpdpbusd():
     gops = int8_peak_gops(chains=4, steps=1 << 10, repeat=2)
     assert 0 < gops < float("inf")
+
+
+@needs_vnni
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([4, 8, 12]), st.sampled_from([16, 32, 48]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
+       st.integers(3, 7), st.integers(0, 2**16))
+def test_any_tensorized_int8_conv_equals_the_untuned_one_exactly(cin, cout, k, stride, size, seed):
+    task = make_task(f"qconv-{size}x{size}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else ""))
+    space = SearchSpace(task, CONFIG)
+    (applied,) = _valid(space, 1, seed)
+    check = check_against_untuned(task, applied.mod, 0.0, 0.0, seed)  # integers, then one float scale: exact
+    assert check.ok, check.detail
