@@ -365,17 +365,21 @@ class DecomposeReduction:
     block: str
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
-        if not analysis.has_block(sch, self.block):
-            return
-        block = sch.get_sblock(self.block)
-        loops = sch.get_loops(block)
-        kinds = analysis.loop_kinds(sch, self.block, loops)
-        first_reduction = next((l for l, k in zip(loops, kinds) if k == REDUCTION), None)
-        if first_reduction is not None:
-            sch.decompose_reduction(block, first_reduction)
+        if analysis.has_block(sch, self.block):
+            decompose_reduction(sch, self.block)
 
     def describe(self) -> str:
         return f"initialize {self.block} outside its reduction loops"
+
+
+def decompose_reduction(sch: Schedule, name: str):
+    """Move the initialization of block `name` out of its first reduction loop; returns the block."""
+    block = sch.get_sblock(name)
+    loops = sch.get_loops(block)
+    first_reduction = next((l for l, k in zip(loops, analysis.loop_kinds(sch, name, loops)) if k == REDUCTION), None)
+    if first_reduction is not None:
+        sch.decompose_reduction(block, first_reduction)
+    return block
 
 
 @dataclass(frozen=True)
@@ -388,13 +392,7 @@ class Tensorize:
     intrin: str
 
     def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
-        block = sch.get_sblock(self.block)
-        loops = sch.get_loops(block)
-        kinds = analysis.loop_kinds(sch, self.block, loops)
-        first_reduction = next((l for l, k in zip(loops, kinds) if k == REDUCTION), None)
-        if first_reduction is not None:
-            sch.decompose_reduction(block, first_reduction)
-        sch.tensorize(block, self.intrin)
+        sch.tensorize(decompose_reduction(sch, self.block), self.intrin)
 
     def describe(self) -> str:
         return f"tensorize {self.block} with {self.intrin}"
