@@ -11,7 +11,7 @@ weight: the weight must be packed so, see the `TileForIntrinsic` step and layout
 
 TVM registers this intrinsic as `dot_16x4_vnni`, but its implementation passes the operands as
 `int32x16`, and LLVM 22 (this TVM's) declares `llvm.x86.avx512.vpdpbusd.512` on `<64 x i8>`:
-every program tensorized with it fails LLVM's verifier, in MetaSchedule too. The implementation
+every program tensorized with it fails LLVM's verifier. The implementation
 below passes the broadcast activations as `uint8x64` and the weights as `int8x64`; its
 description is TVM's. (The other x86 intrinsic, `dot_16x4_avx512`, goes through `pmaddubsw`,
 which saturates its int16 pair sums: wrong on full-range data, so it is not offered.)
