@@ -14,6 +14,15 @@ s_x (x_q - zp_x) * s_w w_q summed over the window is s_x s_w (sum x_q w_q - zp_x
 padded border holds zp_x, i.e. the real value 0, as in the float model. The float epilogue (bias,
 leaky ReLU, the next layer's quantize) is left to FuseOps, which fuses it into the convolution's
 PrimFunc; the heavy loop nest then multiplies 8-bit integers into an int32 accumulator.
+
+Asked to (`channel_multiples`, for VNNI: 16 output x 4 input channels per dot product, see
+vnni.py), the pass also rounds the channel counts of a uint8 x int8 conv up to whole tiles: the
+weight gains zero rows and columns (a constant, so the padding is folded at compile time and
+packed with the weight), the activations gain zero-point channels in the pad they already go
+through, and the surplus output channels are sliced off. The zero weights make the extra
+products vanish, so the result is unchanged. TensorIR's own padding (`pad_einsum`) needs every
+access to be a plain iterator, which a convolution's `h * stride + kh` is not: the graph is
+where the padding can go.
 """
 
 from __future__ import annotations
@@ -29,22 +38,28 @@ def _constant(expr: relax.Expr) -> np.ndarray:
 
 
 def _integer_conv2d(conv: relax.Call, x_q: relax.Expr, x_scale: np.ndarray, x_zero: np.ndarray,
-                    w_q: np.ndarray, w_scale: np.ndarray, w_zero: np.ndarray) -> relax.Expr | None:
+                    w_q: np.ndarray, w_scale: np.ndarray, w_zero: np.ndarray,
+                    channel_multiples: tuple[int, int]) -> relax.Expr | None:
     """The integer form of `conv`, or None where the pass does not apply (then `conv` stays)."""
     attrs = conv.attrs
     if (attrs.data_layout != "NCHW" or attrs.kernel_layout != "OIHW" or attrs.out_layout != "NCHW"
             or x_scale.size != 1 or x_zero.size != 1 or np.any(w_zero != 0) or w_q.dtype != np.int8
             or x_q.ty.dtype not in ("uint8", "int8")):
         return None
-    out_channels = w_q.shape[0]
+    out_channels, in_channels = w_q.shape[:2]
     per_channel = (1, out_channels, 1, 1)
     zero = int(x_zero.reshape(()))
+    extra_out, extra_in = ((-out_channels % channel_multiples[0], -in_channels % channel_multiples[1])
+                           if x_q.ty.dtype == "uint8" and attrs.groups == 1 else (0, 0))
     top, left, bottom, right = (int(p) for p in attrs.padding)
     data = x_q
-    if top or left or bottom or right:
-        data = relax.op.nn.pad(x_q, [0, 0, 0, 0, top, bottom, left, right], pad_value=float(zero))
-    acc = relax.op.nn.conv2d(data, relax.const(w_q), strides=attrs.strides, padding=0, dilation=attrs.dilation,
+    if top or left or bottom or right or extra_in:
+        data = relax.op.nn.pad(x_q, [0, 0, 0, extra_in, top, bottom, left, right], pad_value=float(zero))
+    weight = np.pad(w_q, [(0, extra_out), (0, extra_in), (0, 0), (0, 0)])
+    acc = relax.op.nn.conv2d(data, relax.const(weight), strides=attrs.strides, padding=0, dilation=attrs.dilation,
                              groups=attrs.groups, out_dtype="int32")
+    if extra_out:
+        acc = relax.op.strided_slice(acc, axes=[1], begin=[0], end=[out_channels])
     if zero:
         correction = zero * w_q.astype(np.int64).sum(axis=(1, 2, 3))
         acc = relax.op.subtract(acc, relax.const(correction.astype(np.int32).reshape(per_channel)))
@@ -54,7 +69,7 @@ def _integer_conv2d(conv: relax.Call, x_q: relax.Expr, x_scale: np.ndarray, x_ze
                              relax.const(scale.astype(np.float32).reshape(per_channel)))
 
 
-def _rewrite_function(func: relax.Function) -> relax.Function:
+def _rewrite_function(func: relax.Function, channel_multiples: tuple[int, int]) -> relax.Function:
     x_q, x_scale, x_zero = wildcard(), is_const(), is_const()
     w_q, w_scale, w_zero = is_const(), is_const(), is_const()
     pattern = is_op("relax.nn.conv2d")(is_op("relax.dequantize")(x_q, x_scale, x_zero),
@@ -62,18 +77,25 @@ def _rewrite_function(func: relax.Function) -> relax.Function:
 
     def rewriter(conv: relax.Call, matches: dict) -> relax.Expr:
         integer = _integer_conv2d(conv, matches[x_q], _constant(matches[x_scale]), _constant(matches[x_zero]),
-                                  _constant(matches[w_q]), _constant(matches[w_scale]), _constant(matches[w_zero]))
+                                  _constant(matches[w_q]), _constant(matches[w_scale]), _constant(matches[w_zero]),
+                                  channel_multiples)
         return conv if integer is None else integer
 
     return rewrite_call(pattern, rewriter, func)
 
 
-@tvm.transform.module_pass(opt_level=0, name="IntegerConv2d")
-def integer_conv2d(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-    """Rewrite every fake-quant conv2d of every Relax function into int8 x int8 -> int32 + requantize."""
-    functions = {gv: _rewrite_function(func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+def integer_conv2d(channel_multiples: tuple[int, int] = (1, 1)) -> tvm.transform.Pass:
+    """The pass that rewrites every fake-quant conv2d of every Relax function into int8 x int8 ->
+    int32 + requantize, the channels of uint8 x int8 convs rounded up to `channel_multiples`
+    (output, input)."""
+
+    @tvm.transform.module_pass(opt_level=0, name="IntegerConv2d")
+    def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        functions = {gv: _rewrite_function(func, channel_multiples) if isinstance(func, relax.Function) else func
+                     for gv, func in mod.functions_items()}
+        return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+
+    return rewrite
 
 
 # A QDQ model quantizes every activation; an input landing within float rounding of a step boundary

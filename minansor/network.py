@@ -37,6 +37,7 @@ from .targets import cross_compiler, resolve_target, settle_main_thread
 from .task import Task
 from .tune import TasksResult, tune_tasks
 from .verify import CheckResult, compare_outputs
+from .vnni import LANES, REDUCTION, has_vnni
 
 # MetaSchedule's own normalization, so our workloads are exactly the modules its
 # MetaScheduleApplyDatabase pass queries.
@@ -71,11 +72,12 @@ class Network:
 Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
 
 
-def graph_passes(data_layout: str = "NHWC", layout_free: bool = True) -> Passes:
+def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
+                 channel_multiples: tuple[int, int] = (1, 1)) -> Passes:
     """The graph-level pipeline, as (what it does, the pass), in order."""
     return [
         # First: folding constants would turn the int8 weights of a QDQ model back into float.
-        ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d),
+        ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
         ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
         ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
         ("fold constants", relax.transform.FoldConstant),
@@ -104,16 +106,22 @@ PACK_CONSTANTS: Passes = [
 ]
 
 
-def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True) -> tvm.IRModule:
-    """The graph-level pipeline (`graph_passes`): quantized convs made integer, BN folded into
-    conv, constants folded, activations in `data_layout`, operators lowered to TIR and fused into
-    one PrimFunc per fused group; with `layout_free`, constant arguments marked as such."""
-    return tvm.transform.Sequential([make() for _, make in graph_passes(data_layout, layout_free)])(mod)
+def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True,
+             channel_multiples: tuple[int, int] = (1, 1)) -> tvm.IRModule:
+    """The graph-level pipeline (`graph_passes`): quantized convs made integer (their channels
+    rounded up to `channel_multiples`), BN folded into conv, constants folded, activations in
+    `data_layout`, operators lowered to TIR and fused into one PrimFunc per fused group; with
+    `layout_free`, constant arguments marked as such."""
+    passes = graph_passes(data_layout, layout_free, channel_multiples)
+    return tvm.transform.Sequential([make() for _, make in passes])(mod)
 
 
-def optimize_for(mod: tvm.IRModule, config: SearchConfig) -> tvm.IRModule:
-    """`optimize` with the data layout and layout rewrite `config` asks for."""
-    return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off")
+def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu") -> tvm.IRModule:
+    """`optimize` with the data layout and layout rewrite `config` asks for, and int8 channels
+    padded to whole VNNI tiles where the search will use VNNI on `target`."""
+    vnni = config.vnni and has_vnni(resolve_target(target))
+    return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
+                    channel_multiples=(LANES, REDUCTION) if vnni else (1, 1))
 
 
 def _main_bindings(mod: tvm.IRModule):
@@ -393,7 +401,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     untuned and tuned, and check the outputs against the source framework. A `measurer` with
     devices behind an RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
     target = resolve_target(target)
-    fused = optimize_for(network.mod, config)
+    fused = optimize_for(network.mod, config, target)
     before, after = graph_summary(network.mod), graph_summary(fused)
     log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
         f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")

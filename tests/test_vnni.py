@@ -8,7 +8,9 @@ import pytest
 import tvm
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from tvm import relax
 
+from minansor import network
 from minansor.config import SearchConfig
 from minansor.features import FEATURE_NAMES, extract
 from minansor.layout_rewrite import kernel, packed_shapes
@@ -17,7 +19,7 @@ from minansor.space import SearchSpace
 from minansor.steps import Tensorize, TileForIntrinsic
 from minansor.targets import resolve_target
 from minansor.verify import check_against_untuned
-from minansor.vnni import VNNI_INTRIN, has_vnni
+from minansor.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
 from minansor.workloads import make_task
 
 CPU = resolve_target("cpu")
@@ -94,5 +96,63 @@ def test_any_tensorized_int8_conv_equals_the_untuned_one_exactly(cin, cout, k, s
     task = make_task(f"qconv-{size}x{size}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else ""))
     space = SearchSpace(task, CONFIG)
     (applied,) = _valid(space, 1, seed)
+    check = check_against_untuned(task, applied.mod, 0.0, 0.0, seed)  # integers, then one float scale: exact
+    assert check.ok, check.detail
+
+
+def _qdq_conv(cin: int, cout: int, k: int, stride: int, size: int, seed: int) -> tvm.IRModule:
+    """One fake-quant conv as a QDQ model imports: uint8 activations (zero point 37), int8 weights."""
+    rng = np.random.default_rng(seed)
+    w_q = rng.integers(-128, 128, (cout, cin, k, k)).astype(np.int8)
+    x_scale, x_zero = relax.const(np.float32(0.02)), relax.const(np.uint8(37))
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, cin, size, size), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            q = bb.emit(relax.op.quantize(x, x_scale, x_zero, axis=1, out_dtype="uint8"))
+            w = relax.op.dequantize(relax.const(w_q), relax.const(rng.uniform(0.001, 0.01, cout).astype(np.float32)),
+                                    relax.const(np.zeros(cout, np.int8)), axis=0)
+            y = bb.emit_output(relax.op.nn.conv2d(relax.op.dequantize(q, x_scale, x_zero, axis=1), w,
+                                                  strides=stride, padding=k // 2))
+        bb.emit_func_output(y)
+    return bb.get()
+
+
+def _weight_shape(task) -> tuple[int, ...]:
+    func = task.mod["main"]
+    return tuple(int(d) for d in func.params[1].shape)
+
+
+def _conv_task(fused: tvm.IRModule):
+    (task,) = [t.task for t in network.extract_tasks(fused, CPU) if t.task is not None and "conv2d" in t.name]
+    return task
+
+
+@needs_vnni
+def test_unaligned_channels_are_padded_into_the_constant_weight_and_change_nothing():
+    mod = _qdq_conv(3, 20, 3, 1, 8, 0)  # the first layer's 3 input channels; 20 = 16 + 4 outputs
+    padded = network.optimize_for(mod, CONFIG)
+    task = _conv_task(padded)
+    assert _weight_shape(task) == (3, 3, REDUCTION, 2 * LANES)  # HWIO, a layout-free constant
+    assert all(TileForIntrinsic("conv2d_nhwc", VNNI_INTRIN) in s.steps for s in SearchSpace(task, CONFIG).sketches)
+    unpadded = network.optimize_for(mod, dataclasses.replace(CONFIG, vnni=False))
+    assert _weight_shape(_conv_task(unpadded)) == (3, 3, 3, 20)
+    x = np.random.default_rng(1).uniform(-0.7, 4.0, (1, 3, 8, 8)).astype(np.float32)
+
+    def run(fused):
+        return relax.VirtualMachine(tvm.compile(fused, target=CPU), tvm.cpu())["main"](tvm.runtime.tensor(x)).numpy()
+
+    np.testing.assert_array_equal(run(padded), run(unpadded))  # zero weights add exact zeros
+
+
+@needs_vnni
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([1, 3, 6]), st.sampled_from([8, 20, 75]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
+       st.integers(4, 7), st.integers(0, 2**16))
+def test_any_padded_int8_conv_tensorizes_and_equals_the_untuned_one_exactly(cin, cout, k, stride, size, seed):
+    task = _conv_task(network.optimize_for(_qdq_conv(cin, cout, k, stride, size, seed), CONFIG))
+    space = SearchSpace(task, CONFIG)
+    (applied,) = _valid(space, 1, seed)
+    assert any(isinstance(step, TileForIntrinsic) for step in space.sketches[applied.program.sketch].steps)
     check = check_against_untuned(task, applied.mod, 0.0, 0.0, seed)  # integers, then one float scale: exact
     assert check.ok, check.detail

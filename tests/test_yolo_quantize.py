@@ -53,7 +53,7 @@ def test_export_is_qdq_with_int8_weights(int8_onnx):
 def test_int8_model_runs_integer_convs_in_tvm_and_matches_onnxruntime(int8_onnx):
     net = from_onnx(int8_onnx)
     assert is_quantized(net.mod) and count_integer_conv2d(net.mod) == (0, 21)
-    assert count_integer_conv2d(integer_conv2d(net.mod)) == (21, 0)
+    assert count_integer_conv2d(integer_conv2d()(net.mod)) == (21, 0)
     x = np.random.default_rng(1).random((1, 3, SIZE, SIZE), dtype=np.float32)
     want = net.reference([x])
     fused = network.optimize(net.mod)
@@ -84,9 +84,9 @@ def test_rewrite_handles_zero_point_and_padding():
             y = bb.emit_output(relax.op.nn.conv2d(dq, w, padding=1))
         bb.emit_func_output(y)
     mod = bb.get()
-    assert count_integer_conv2d(integer_conv2d(mod)) == (1, 0)
+    assert count_integer_conv2d(integer_conv2d()(mod)) == (1, 0)
     data = rng.uniform(-0.7, 4.0, (1, 3, 8, 8)).astype(np.float32)
-    np.testing.assert_allclose(_run(integer_conv2d(mod), data), _run(mod, data), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_run(integer_conv2d()(mod), data), _run(mod, data), rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
