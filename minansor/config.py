@@ -31,6 +31,7 @@ class SearchConfig:
     layout_rewrite: str = "always"  # constant inputs of tiled blocks packed in tile order: always, optional, off
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
     vnni: bool = True  # int8 multiply-accumulates as VNNI dot products (vnni.py) where the target has them
+    vnni_padding: bool = True  # with vnni: int8 conv channels rounded up to whole 16 x 4 tiles in the graph (int8.py)
 
     # --- the search strategy ---
     search: str = "evolutionary"

@@ -118,8 +118,8 @@ def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = T
 
 def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu") -> tvm.IRModule:
     """`optimize` with the data layout and layout rewrite `config` asks for, and int8 channels
-    padded to whole VNNI tiles where the search will use VNNI on `target`."""
-    vnni = config.vnni and has_vnni(resolve_target(target))
+    padded to whole VNNI tiles where `config` asks for it and the search will use VNNI on `target`."""
+    vnni = config.vnni and config.vnni_padding and has_vnni(resolve_target(target))
     return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
                     channel_multiples=(LANES, REDUCTION) if vnni else (1, 1))
 
