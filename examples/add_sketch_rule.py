@@ -28,7 +28,7 @@ def shallow_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple[Out
     """A block with data reuse may also be tiled at two spatial levels only."""
     if not needs_multi_level_tiling(d.sch, block):
         return Outcome.PASS, []
-    return Outcome.APPLY, [d.then(MultiLevelTile(block, "SRS"))]
+    return Outcome.APPLY, [d.then(MultiLevelTile(block, "SRS", config.max_innermost_tile))]
 
 
 SKETCH_RULES["shallow_tiling"] = shallow_tiling  # registered: now a name SearchConfig accepts

@@ -72,7 +72,7 @@ def random_program(mod: tvm.IRModule, sketches: list[Sketch], sketch_index: int,
                    rng: np.random.Generator) -> Applied:
     """One random program of one sketch; raises `InvalidProgram` when TVM rejects it."""
     return materialize(mod, sketches, sketch_index,
-                       lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling), config)
+                       lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling))
 
 
 def _prime_factors(n: int) -> list[int]:

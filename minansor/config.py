@@ -26,8 +26,11 @@ class SearchConfig:
     tile_sampling: str = "per_prime"  # or "uniform" over all factorizations (see annotate.py)
     parallel_extent_per_core: int = 16  # fuse outer loops until extent >= this x cores
     max_vector_length: int = 64  # random annotation vectorizes an innermost loop up to this extent
+    vector_preferred_loops: int = 1  # innermost spatial loops random annotation fuses into one vector
     unroll_steps: tuple[int, ...] = (0, 16, 64, 512)  # auto_unroll_max_step choices
     cache_write_scope: str = "local"
+    gpu_thread_choices: tuple[int, ...] = (32, 64, 128, 256, 512, 1024)  # threads per block (gpu_sketch.py)
+    gpu_vector_choices: tuple[int, ...] = (1, 2, 4)  # vector width of a cooperative shared-memory fetch
     layout_rewrite: str = "always"  # constant inputs of tiled blocks packed in tile order: always, optional, off
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
     vnni: bool = True  # int8 multiply-accumulates as VNNI dot products (vnni.py) where the target has them
@@ -83,6 +86,11 @@ class SearchConfig:
     check_rtol: float = 1e-3
     check_atol: float = 1e-3
 
+    @property
+    def parallel_extent(self) -> int:
+        """The parallel extent Ansor's rule aims for: `parallel_extent_per_core` x cores."""
+        return self.parallel_extent_per_core * self.num_cores
+
 
 SEARCH_STRATEGIES = ("evolutionary", "random")
 TILE_SAMPLINGS = ("per_prime", "uniform")
@@ -135,7 +143,8 @@ def validate(config: SearchConfig) -> SearchConfig:
     n_spatial_levels = config.cpu_tile_structure.count("S")
     if any(not 1 <= level < n_spatial_levels for level in config.fusion_levels):
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
-    positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "trials_per_round",
+    positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "vector_preferred_loops",
+                "trials_per_round",
                 "max_sample_attempts", "number", "repeat", "build_workers", "population",
                 "scheduler_backward_window", "refine_parents", "refine_draws", "remeasure_turns")
     for name in positive:

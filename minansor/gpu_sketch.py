@@ -28,10 +28,6 @@ from .sketch import (Derivation, Outcome, Rule, always_inline, is_tiled, needs_m
 from .steps import (CacheWrite, Decide, DecomposeReduction, FuseConsumer, Inline, InvalidProgram, Knob, MultiLevelTile,
                     Step, Unroll)
 
-THREAD_CHOICES = (32, 64, 128, 256, 512, 1024)
-VECTOR_CHOICES = (1, 2, 4)
-
-
 def _fuse_and_bind(sch: Schedule, loops: list, tag: str):
     loop = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     sch.bind(loop, tag)
@@ -55,12 +51,12 @@ def _thread_extent(sch: Schedule, block: str) -> int:
     return threads
 
 
-def _split_over_threads(sch: Schedule, decide: Decide, block: str, loops: list):
-    """Fuse `loops`, split off a chosen number of threads (a knob) and bind them to threadIdx.x;
-    returns the outer part."""
+def _split_over_threads(sch: Schedule, decide: Decide, block: str, loops: list, thread_choices: tuple[int, ...]):
+    """Fuse `loops`, split off a number of threads (a knob over the `thread_choices` that the
+    extent fills, or the smallest) and bind them to threadIdx.x; returns the outer part."""
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     extent = int(sch.get(fused).extent)
-    choices = tuple(t for t in THREAD_CHOICES if t <= max(32, extent))
+    choices = tuple(t for t in thread_choices if t <= extent) or (min(thread_choices),)
     threads = decide(Knob(f"threads {block}", block, choices=choices), (min(256, choices[-1]),))
     outer, inner = sch.split(fused, [None, threads])
     sch.bind(inner, "threadIdx.x")
@@ -76,7 +72,7 @@ class ReverseInline:
 
     block: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         sch.reverse_compute_inline(sch.get_sblock(self.block))
 
     def describe(self) -> str:
@@ -90,7 +86,7 @@ class BindTiles:
 
     block: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         n_spatial = analysis.block_info(sch, self.block).kinds.count(SPATIAL)
         loops = sch.get_loops(sch.get_sblock(self.block))
         levels = [loops[i * n_spatial:(i + 1) * n_spatial] for i in range(3)]
@@ -105,12 +101,13 @@ class BindTiles:
 class CacheReadShared:
     """Stage input `index` of the tiled `block` in shared memory at the first reduction level,
     fetched cooperatively: the copy's loops fused, split over the block's threads, and vectorized
-    by a chosen width."""
+    by a width chosen from `vector_choices`."""
 
     block: str
     index: int
+    vector_choices: tuple[int, ...]
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         block = sch.get_sblock(self.block)
         n_reduction = analysis.block_info(sch, self.block).kinds.count(REDUCTION)
         cache = sch.cache_read(block, self.index, "shared")
@@ -121,7 +118,8 @@ class CacheReadShared:
         inner = sch.get_loops(cache)[-depth:]
         fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         threads = _thread_extent(sch, self.block)
-        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=VECTOR_CHOICES), (1,))
+        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=self.vector_choices),
+                       (min(self.vector_choices),))
         _, thread, vector = sch.split(fused, [None, threads, width])
         sch.bind(thread, "threadIdx.x")
         if width > 1:
@@ -134,11 +132,12 @@ class CacheReadShared:
 @dataclass(frozen=True)
 class BindThreads:
     """A block without tiling: fuse its outer spatial loops, split them into blocks of a chosen
-    number of threads, bind blockIdx.x / threadIdx.x."""
+    number of threads (from `thread_choices`), bind blockIdx.x / threadIdx.x."""
 
     block: str
+    thread_choices: tuple[int, ...]
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         if not analysis.has_block(sch, self.block):
             return
         loops = sch.get_loops(sch.get_sblock(self.block))
@@ -150,7 +149,7 @@ class BindThreads:
             spatial.append(loop)
         if not spatial:
             raise InvalidProgram(f"{self.block} has no spatial loop to bind")
-        sch.bind(_split_over_threads(sch, decide, self.block, spatial), "blockIdx.x")
+        sch.bind(_split_over_threads(sch, decide, self.block, spatial, self.thread_choices), "blockIdx.x")
 
     def describe(self) -> str:
         return f"spread the spatial loops of {self.block} over blocks and threads"
@@ -159,11 +158,13 @@ class BindThreads:
 @dataclass(frozen=True)
 class CrossThreadReduction:
     """A reduction without reuse: each thread block owns some outputs, and its threads share
-    the reduction (split it, bind the inner part to threadIdx.x; TVM lowers it to an allreduce)."""
+    the reduction (split it, bind the inner part to threadIdx.x; TVM lowers it to an allreduce),
+    the number of threads chosen from `thread_choices`."""
 
     block: str
+    thread_choices: tuple[int, ...]
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         block = sch.get_sblock(self.block)
         loops = sch.get_loops(block)
         kinds = analysis.loop_kinds(sch, self.block, loops)
@@ -172,7 +173,7 @@ class CrossThreadReduction:
         if not spatial or not reduction:
             raise InvalidProgram(f"{self.block} needs spatial and reduction loops")
         sch.reorder(*spatial, *reduction)
-        _split_over_threads(sch, decide, self.block, reduction)
+        _split_over_threads(sch, decide, self.block, reduction, self.thread_choices)
         _fuse_and_bind(sch, spatial, "blockIdx.x")
 
     def describe(self) -> str:
@@ -206,14 +207,14 @@ def inline_injective(d: Derivation, block: str, config: SearchConfig) -> tuple[O
 def gpu_multi_level_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
     if not needs_multi_level_tiling(d.sch, block):
         return Outcome.PASS, []
-    tiling = MultiLevelTile(block, config.gpu_tile_structure)
+    tiling = MultiLevelTile(block, config.gpu_tile_structure, config.max_innermost_tile)
     cache = CacheWrite(block, "local")
     consumer = single_elementwise_consumer(d.sch, block)
     steps: list[Step] = [tiling, cache]
     if consumer is not None:
         steps.append(ReverseInline(consumer))
     steps += [FuseConsumer(block, cache.writer, tiling, 3), BindTiles(block)]
-    steps += [CacheReadShared(block, i) for i in _reused_inputs(d.sch, block)]
+    steps += [CacheReadShared(block, i, config.gpu_vector_choices) for i in _reused_inputs(d.sch, block)]
     return Outcome.APPLY_AND_SKIP_REST, [d.then(*steps)]
 
 
@@ -221,24 +222,24 @@ def cross_thread_reduction(d: Derivation, block: str, config: SearchConfig) -> t
     info = analysis.block_info(d.sch, block)
     if not info.has_reduction or needs_multi_level_tiling(d.sch, block) or info.reduction_size < 32:
         return Outcome.PASS, []
-    return Outcome.APPLY_AND_SKIP_REST, [d.then(CrossThreadReduction(block))]
+    return Outcome.APPLY_AND_SKIP_REST, [d.then(CrossThreadReduction(block, config.gpu_thread_choices))]
 
 
 GPU_RULES: tuple[Rule, ...] = (always_inline, inline_injective, gpu_multi_level_tiling, cross_thread_reduction,
                                skip_stage)
 
 
-def gpu_annotation_steps(d: Derivation) -> tuple[Step, ...]:
+def gpu_annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
     """Blocks the rules left alone get threads; every reduction an unroll depth and its
     initialization hoisted out of the reduction loops."""
     sch, steps = d.sch, d.steps
     handled = {s.block for s in steps if isinstance(s, (BindTiles, CrossThreadReduction))}
     handled |= {s.consumer for s in steps if isinstance(s, FuseConsumer)}
     names = analysis.block_names(sch)
-    out: list[Step] = [BindThreads(b) for b in names
+    out: list[Step] = [BindThreads(b, config.gpu_thread_choices) for b in names
                        if b not in handled and not is_tiled(steps, b) and not _bound_loops(sch, b)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
-    out += [Unroll(b) for b in reducing]
+    out += [Unroll(b, config.unroll_steps) for b in reducing]
     return tuple(out) + tuple(DecomposeReduction(b) for b in reducing if b not in handled or is_tiled(steps, b))
 
 

@@ -14,7 +14,6 @@ from typing import Any
 import tvm
 from tvm.s_tir import Schedule
 
-from .config import SearchConfig
 from .sketch import Sketch
 from .steps import Decide, InvalidProgram, Knob, Tensorize
 
@@ -64,8 +63,7 @@ class Applied:
         return self.untensorized if self.untensorized is not None else self.mod
 
 
-def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: Decide,
-                config: SearchConfig) -> Applied:
+def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: Decide) -> Applied:
     """Walk the steps of sketch `index` on a fresh schedule, settling every knob through
     `decide`. Any refusal by TVM becomes `InvalidProgram`."""
     sch = Schedule(mod)
@@ -87,7 +85,7 @@ def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: D
         if isinstance(step, Tensorize) and untensorized is None:
             untensorized = sch.mod
         try:
-            step.apply(sch, recording, config)
+            step.apply(sch, recording)
         except InvalidProgram:
             raise
         except Exception as err:  # a ScheduleError or any other refusal from TVM
@@ -95,7 +93,7 @@ def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: D
     return Applied(Program.make(index, decisions), sch, tuple(knobs), untensorized)
 
 
-def apply_program(mod: tvm.IRModule, sketches: list[Sketch], program: Program, config: SearchConfig) -> Applied:
+def apply_program(mod: tvm.IRModule, sketches: list[Sketch], program: Program) -> Applied:
     if not 0 <= program.sketch < len(sketches):
         raise InvalidProgram(f"sketch {program.sketch} does not exist")
     recorded = program.as_dict()
@@ -105,7 +103,7 @@ def apply_program(mod: tvm.IRModule, sketches: list[Sketch], program: Program, c
             raise InvalidProgram(f"no decision for {knob.name}")
         return recorded[knob.name]
 
-    applied = materialize(mod, sketches, program.sketch, replay, config)
+    applied = materialize(mod, sketches, program.sketch, replay)
     if applied.program != program:
         unasked = sorted(set(recorded) - set(applied.program.as_dict()))
         raise InvalidProgram(f"decisions for knobs the sketch never asks: {unasked}")

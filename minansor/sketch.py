@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tvm import tirx
 from tvm.s_tir import Schedule
@@ -61,13 +61,15 @@ class Derivation:
     sch: Schedule
     steps: tuple[Step, ...]
     pending: tuple[str, ...]
-    config: SearchConfig = field(repr=False)
 
     def then(self, *new_steps: Step, advance: bool = True) -> "Derivation":
         sch = self.sch.copy()
         for step in new_steps:
-            step.apply(sch, placeholder_decision, self.config)
-        return Derivation(sch, self.steps + new_steps, self.pending[1:] if advance else self.pending, self.config)
+            step.apply(sch, placeholder_decision)
+        return Derivation(sch, self.steps + new_steps, self.pending[1:] if advance else self.pending)
+
+    def skip(self) -> "Derivation":
+        return Derivation(self.sch, self.steps, self.pending[1:])
 
 
 def placeholder_decision(knob, preferred):
@@ -160,9 +162,10 @@ def add_rfactor(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcom
     parallel / vector axis. `APPLY`, so the plain reduction stays a sketch too."""
     info = analysis.block_info(d.sch, block)
     if (not info.has_reduction or needs_multi_level_tiling(d.sch, block)
-            or info.reduction_size <= config.parallel_extent_per_core * config.num_cores):
+            or info.reduction_size <= config.parallel_extent):
         return Outcome.PASS, []
-    return Outcome.APPLY, [d.then(Rfactor(block, "outer")), d.then(Rfactor(block, "inner"))]
+    return Outcome.APPLY, [d.then(Rfactor(block, factor, config.max_innermost_tile))
+                           for factor in ("outer", "inner")]
 
 
 def add_cache_write(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
@@ -178,7 +181,7 @@ def multi_level_tiling_with_fusion(d: Derivation, block: str,
     consumer = single_elementwise_consumer(d.sch, block) if needs_multi_level_tiling(d.sch, block) else None
     if consumer is None:
         return Outcome.PASS, []
-    tiling = MultiLevelTile(block, config.cpu_tile_structure)
+    tiling = MultiLevelTile(block, config.cpu_tile_structure, config.max_innermost_tile)
     layouts = layout_choices(d.sch, block, config)
     fused = [d.then(tiling, FuseConsumer(block, consumer, tiling, level), *layout)
              for level in config.fusion_levels for layout in layouts]
@@ -188,7 +191,7 @@ def multi_level_tiling_with_fusion(d: Derivation, block: str,
 def multi_level_tiling(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
     if not needs_multi_level_tiling(d.sch, block):
         return Outcome.PASS, []
-    tiling = MultiLevelTile(block, config.cpu_tile_structure)
+    tiling = MultiLevelTile(block, config.cpu_tile_structure, config.max_innermost_tile)
     return Outcome.APPLY_AND_SKIP_REST, [d.then(tiling, *layout) for layout in layout_choices(d.sch, block, config)]
 
 
@@ -202,7 +205,7 @@ def multi_level_tiling_with_vnni(d: Derivation, block: str,
         return Outcome.PASS, []
     consumer = single_elementwise_consumer(d.sch, block)
     intrinsic = TileForIntrinsic(block, vnni.VNNI_INTRIN)
-    tiling = MultiLevelTile(intrinsic.outer, config.cpu_tile_structure)
+    tiling = MultiLevelTile(intrinsic.outer, config.cpu_tile_structure, config.max_innermost_tile)
     packing = tuple(RewriteLayout(intrinsic.outer, buffer) for buffer in constant_inputs(d.sch, block))
     fused = [d.then(intrinsic, tiling, FuseConsumer(intrinsic.outer, consumer, tiling, level), *packing)
              for level in config.fusion_levels] if consumer else []
@@ -210,7 +213,7 @@ def multi_level_tiling_with_vnni(d: Derivation, block: str,
 
 
 def skip_stage(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
-    return Outcome.APPLY, [Derivation(d.sch, d.steps, d.pending[1:], d.config)]
+    return Outcome.APPLY, [d.skip()]
 
 
 # Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
@@ -230,7 +233,7 @@ def cpu_rules(config: SearchConfig) -> tuple[Rule, ...]:
 def derive(mod, config: SearchConfig, rules: tuple[Rule, ...]) -> list[Derivation]:
     """Apply `rules` to every block from the output backwards; return the finished derivations."""
     sch = Schedule(mod)
-    work = [Derivation(sch, (), tuple(reversed(analysis.block_names(sch))), config)]
+    work = [Derivation(sch, (), tuple(reversed(analysis.block_names(sch))))]
     finished = []
     while work:
         d = work.pop(0)
@@ -246,8 +249,9 @@ def derive(mod, config: SearchConfig, rules: tuple[Rule, ...]) -> list[Derivatio
     return finished
 
 
-def annotation_steps(d: Derivation) -> tuple[Step, ...]:
-    """Where random annotation decides, given a finished derivation."""
+def annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
+    """Where random annotation decides, given a finished derivation; each step carries the
+    bounds of its knobs from `config`."""
     sch, steps = d.sch, d.steps
     fused = {s.consumer for s in steps if isinstance(s, FuseConsumer)}
     # A packing stage runs once at compile time: nothing to decide about it.
@@ -262,7 +266,9 @@ def annotation_steps(d: Derivation) -> tuple[Step, ...]:
                        for b in reversed(movable)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
     for b in names:
-        out += ([] if b in intrinsics else [Vectorize(b)]) + [Parallel(b)] + ([Unroll(b)] if b in reducing else [])
+        vectorize = [] if b in intrinsics else [Vectorize(b, config.max_vector_length, config.vector_preferred_loops)]
+        unroll = [Unroll(b, config.unroll_steps)] if b in reducing else []
+        out += [*vectorize, Parallel(b, config.parallel_extent), *unroll]
     out += [DecomposeReduction(b) for b in reducing if b not in intrinsics]
     return tuple(out) + tuple(Tensorize(b, intrin) for b, intrin in intrinsics.items())
 
@@ -272,5 +278,5 @@ def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sket
     if gpu:
         from .gpu_sketch import GPU_RULES, gpu_annotation_steps
 
-        return [Sketch(d.steps, gpu_annotation_steps(d)) for d in derive(mod, config, GPU_RULES)]
-    return [Sketch(d.steps, annotation_steps(d)) for d in derive(mod, config, cpu_rules(config))]
+        return [Sketch(d.steps, gpu_annotation_steps(d, config)) for d in derive(mod, config, GPU_RULES)]
+    return [Sketch(d.steps, annotation_steps(d, config)) for d in derive(mod, config, cpu_rules(config))]

@@ -42,7 +42,7 @@ class SearchSpace:
 
     def apply(self, program: Program) -> Applied:
         """Replay a program; raises InvalidProgram."""
-        return self._checked(apply_program(self.task.mod, self.sketches, program, self.config))
+        return self._checked(apply_program(self.task.mod, self.sketches, program))
 
     def _checked(self, applied: Applied) -> Applied:
         """On a GPU, a program beyond the target's limits is invalid before it is ever built."""

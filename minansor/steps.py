@@ -1,9 +1,12 @@
 """Transform steps: the small language sketches and programs are written in.
 
-A step names the blocks it works on and nothing else; every number it needs (a split factor,
-a compute location, how many loops to parallelize) comes from a *knob* it asks a `Decide`
-callback to settle. Sampling a program and replaying one are the same walk over the steps
-with two different callbacks (see `program.py`), so a program is just (sketch, decisions).
+A step is a self-contained action: its fields name the blocks it works on and the bounds of
+its knobs (the largest innermost tile, the unroll choices, ...), frozen in when the sketch is
+derived. Every number it leaves open (a split factor, a compute location, how many loops to
+parallelize) comes from a *knob* it asks a `Decide` callback to settle. Sampling a program and
+replaying one are the same walk over the steps with two different callbacks (see `program.py`),
+so a program is just (sketch, decisions), and a sketch prints, hashes and replays without the
+search settings it was derived under.
 
 Steps are frozen dataclasses: hashable, printable, comparable.
 """
@@ -21,7 +24,6 @@ from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 from . import analysis, layout_rewrite
 from . import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
 from .analysis import REDUCTION, SPATIAL
-from .config import SearchConfig
 
 
 class InvalidProgram(Exception):
@@ -63,7 +65,7 @@ Decide = Callable[[Knob, Sequence | None], Any]
 
 
 class Step(Protocol):
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None: ...
+    def apply(self, sch: Schedule, decide: Decide) -> None: ...
 
     def describe(self) -> str: ...
 
@@ -79,7 +81,7 @@ def _loop_name(sch: Schedule, loop) -> str:
 class Inline:
     block: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         sch.compute_inline(sch.get_sblock(self.block))
 
     def describe(self) -> str:
@@ -97,7 +99,7 @@ class CacheWrite:
     def writer(self) -> str:
         return f"{self.block}_{self.scope}"
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         sch.cache_write(sch.get_sblock(self.block), 0, self.scope)
 
     def describe(self) -> str:
@@ -107,12 +109,14 @@ class CacheWrite:
 @dataclass(frozen=True)
 class MultiLevelTile:
     """Split every loop of `block` into one factor per level of `structure` ("SSRSRS": spatial
-    loops get 4 levels, reduction loops 2) and reorder level by level."""
+    loops get 4 levels, reduction loops 2) and reorder level by level; no innermost factor
+    exceeds `max_innermost`."""
 
     block: str
     structure: str
+    max_innermost: int
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         block = sch.get_sblock(self.block)
         levels: dict[str, list[list]] = {SPATIAL: [], REDUCTION: []}
         loops = sch.get_loops(block)
@@ -123,7 +127,7 @@ class MultiLevelTile:
                 raise InvalidProgram(f"structure {self.structure} has no level for {kind} loops")
             extent = int(sch.get(loop).extent)
             knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", self.block, extent=extent, parts=parts,
-                        max_innermost=config.max_innermost_tile)
+                        max_innermost=self.max_innermost)
             levels[kind].append(sch.split(loop, list(decide(knob, None))))
         order, taken = [], {SPATIAL: 0, REDUCTION: 0}
         for kind in self.structure:
@@ -156,7 +160,7 @@ class FuseConsumer:
     tiling: MultiLevelTile
     level: int
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         info = analysis.block_info(sch, self.block)
         n_spatial = info.kinds.count(SPATIAL)
         index = self.tiling.level_end(n_spatial, len(info.kinds) - n_spatial, self.level)
@@ -175,8 +179,9 @@ class Rfactor:
 
     block: str
     factor: str  # "outer" | "inner"
+    max_innermost: int  # largest inner factor of the split
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         block = sch.get_sblock(self.block)
         loops = sch.get_loops(block)
         reduction = [l for l, k in zip(loops, analysis.loop_kinds(sch, self.block, loops)) if k == REDUCTION]
@@ -185,7 +190,7 @@ class Rfactor:
         loop = reduction[0] if len(reduction) == 1 else sch.fuse(*reduction)
         extent = int(sch.get(loop).extent)
         knob = Knob(f"tile {self.block}.{_loop_name(sch, loop)}", self.block, extent=extent, parts=2,
-                    max_innermost=config.max_innermost_tile)
+                    max_innermost=self.max_innermost)
         outer, inner = sch.split(loop, list(decide(knob, None)))
         # The new axis goes last in the rfactor buffer, so vector lanes run along it.
         output_dims = analysis.block_info(sch, self.block).kinds.count(SPATIAL)
@@ -204,7 +209,7 @@ class RewriteLayout:
     block: str
     buffer: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         layout_rewrite.rewrite_layout(sch, self.block, self.buffer)
 
     def describe(self) -> str:
@@ -225,7 +230,7 @@ class TileForIntrinsic:
     def outer(self) -> str:
         return f"{self.block}_o"
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         loop = tile_with_tensor_intrin(sch, sch.get_sblock(self.block), self.intrin)
         if loop is None:
             raise InvalidProgram(f"the loops of {self.block} do not hold the intrinsic {self.intrin}")
@@ -248,7 +253,7 @@ class ComputeLocation:
     # fingerprint of a sketch): a sketch with a TileForIntrinsic step already tells it apart.
     inline: bool = field(default=True, repr=False)
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         (consumer,) = analysis.consumers(sch, self.block) or (None,)
         loops = sch.get_loops(sch.get_sblock(consumer)) if consumer is not None else []
         places = ("inline", "root") if self.inline else ("root",)
@@ -265,12 +270,15 @@ class ComputeLocation:
 @dataclass(frozen=True)
 class Vectorize:
     """Fuse the innermost spatial loops of `block` (how many is the knob) and vectorize them.
-    Random annotation takes the innermost loop alone: fusing more loops into one vector turns
-    contiguous accesses into gathers (measured: 2x slower random programs on YOLO convs)."""
+    Random annotation fuses `preferred_loops` of them (one by default: fusing more loops into
+    one vector turns contiguous accesses into gathers, measured 2x slower random programs on
+    YOLO convs), and none when the innermost loop is longer than `max_length`."""
 
     block: str
+    max_length: int
+    preferred_loops: int
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         if not analysis.has_block(sch, self.block):
             return  # inlined by an earlier decision
         candidates = []  # innermost first
@@ -285,9 +293,10 @@ class Vectorize:
             candidates.append(loop)
         if not candidates:
             return
-        fits = int(sch.get(candidates[0]).extent) <= config.max_vector_length
+        fits = int(sch.get(candidates[0]).extent) <= self.max_length
+        preferred = min(self.preferred_loops, len(candidates)) if fits else 0
         count = decide(Knob(f"vectorize {self.block}", self.block, choices=tuple(range(len(candidates) + 1))),
-                       (1,) if fits else (0,))
+                       (preferred,))
         if count:
             chosen = candidates[:count][::-1]
             sch.vectorize(sch.fuse(*chosen) if count > 1 else chosen[0])
@@ -299,12 +308,13 @@ class Vectorize:
 @dataclass(frozen=True)
 class Parallel:
     """Fuse the outer spatial loops of a root-level `block` and run them in parallel. Random
-    annotation fuses until the extent reaches `parallel_extent_per_core` x cores, as Ansor does;
-    the knob (how many loops) is what mutation varies."""
+    annotation fuses until the extent reaches `min_extent` (Ansor: 16 x cores); the knob (how
+    many loops) is what mutation varies."""
 
     block: str
+    min_extent: int
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         if not analysis.has_block(sch, self.block):
             return
         block = sch.get_sblock(self.block)
@@ -320,11 +330,10 @@ class Parallel:
             candidates.append(loop)
         if not candidates:
             return
-        wanted = config.parallel_extent_per_core * config.num_cores
         rule, product = len(candidates), 1
         for count, extent in enumerate(analysis.loop_extents(sch, candidates), start=1):
             product *= extent
-            if product >= wanted:
+            if product >= self.min_extent:
                 rule = count
                 break
         count = decide(Knob(f"parallel {self.block}", self.block, choices=tuple(range(len(candidates) + 1))), (rule,))
@@ -341,14 +350,15 @@ class Unroll:
     """Ask the compiler to unroll the loop nest of `block` up to a chosen number of steps."""
 
     block: str
+    choices: tuple[int, ...]  # auto_unroll_max_step values
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         if not analysis.has_block(sch, self.block):
             return
         loops = sch.get_loops(sch.get_sblock(self.block))
         if not loops:
             return
-        steps = decide(Knob(f"unroll {self.block}", self.block, choices=tuple(config.unroll_steps)), None)
+        steps = decide(Knob(f"unroll {self.block}", self.block, choices=self.choices), None)
         if steps:
             sch.annotate(loops[0], "pragma_auto_unroll_max_step", int(steps))
             sch.annotate(loops[0], "pragma_unroll_explicit", 1)
@@ -364,7 +374,7 @@ class DecomposeReduction:
 
     block: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         if analysis.has_block(sch, self.block):
             decompose_reduction(sch, self.block)
 
@@ -391,7 +401,7 @@ class Tensorize:
     block: str
     intrin: str
 
-    def apply(self, sch: Schedule, decide: Decide, config: SearchConfig) -> None:
+    def apply(self, sch: Schedule, decide: Decide) -> None:
         sch.tensorize(decompose_reduction(sch, self.block), self.intrin)
 
     def describe(self) -> str:

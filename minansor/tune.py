@@ -5,8 +5,8 @@ best program is checked against its untuned PrimFunc.
 
 The budget counts every trial in the work dir, so re-running the same command after an
 interruption finishes the budget without measuring anything twice. A resumed strategy first
-re-learns from the recorded trials, and its random stream is seeded by (seed, trials already
-recorded), so the same seed and the same records give the same search.
+re-learns from the recorded trials, and its random stream is seeded by (seed, task name, trials
+already recorded), so the same seed and the same records give the same search.
 
 Search overhead is everything but building and running: proposing (sampling, evolution,
 features, prediction) and learning (model training). It is timed per round.

@@ -29,7 +29,7 @@ def test_the_weight_is_stored_in_the_order_the_tiles_read_it():
              "ry": (1, 3), "rx": (3, 1)}
     decisions = {f"tile conv2d_nchw.{loop}": factors for loop, factors in tiles.items()}
     applied = apply_program(task.mod, space.sketches, Program.make(index, {
-        **decisions, **{k.name: k.choices[0] for k in _choice_knobs(space, index)}}), space.config)
+        **decisions, **{k.name: k.choices[0] for k in _choice_knobs(space, index)}}))
     # SSRSRS: ff0 .. | ff1 .. | rc0 ry0 rx0 | ff2 .. | rc1 ry1 rx1 | ff3 ..; loops of extent 1 take no dimension
     assert packed_shapes(applied.mod) == [("weight", (16, 8, 3, 3), (2, 2, 3, 4, 4, 3, 2))]
     weight = np.arange(16 * 8 * 3 * 3, dtype="float32").reshape(16, 8, 3, 3)
@@ -47,7 +47,7 @@ def _choice_knobs(space, index):
     def first(knob, preferred):
         return (knob.extent,) + (1,) * (knob.parts - 1) if knob.is_tile else knob.choices[0]
 
-    knobs = materialize(space.task.mod, space.sketches, index, first, space.config).knobs
+    knobs = materialize(space.task.mod, space.sketches, index, first).knobs
     return [k for k in knobs if not k.is_tile]
 
 
@@ -69,7 +69,7 @@ def packed_conv_programs(draw):
         return draw(st.sampled_from(knob.choices))
 
     try:
-        applied = materialize(task.mod, space.sketches, index, decide, space.config)
+        applied = materialize(task.mod, space.sketches, index, decide)
     except InvalidProgram:
         assume(False)
     return task, applied.mod

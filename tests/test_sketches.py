@@ -1,6 +1,7 @@
 """Golden tests of the derivation rules: which sketches each kind of workload gets."""
 
 import dataclasses
+import inspect
 
 import pytest
 
@@ -39,9 +40,9 @@ def test_conv_inlines_bias_fuses_activation_and_leaves_padding_to_annotation():
     assert len(found) == 3
     for s in found:
         assert s.steps[0] == Inline("T_add")
-        assert s.steps[1] == MultiLevelTile("conv2d_nchw", "SSRSRS")
+        assert s.steps[1] == MultiLevelTile("conv2d_nchw", "SSRSRS", 64)
         assert ComputeLocation("pad_temp") in s.annotations  # if_then_else: not strictly inlinable
-        assert Unroll("conv2d_nchw") in s.annotations
+        assert Unroll("conv2d_nchw", (0, 16, 64, 512)) in s.annotations
     assert sorted(s.steps[2].level for s in found if len(s.steps) == 3) == [1, 2]
     assert any(len(s.steps) == 2 for s in found)  # the unfused sketch is kept
     assert not any(isinstance(t, CacheWrite) for s in found for t in s.steps)
@@ -58,9 +59,25 @@ def test_a_tiled_conv_packs_its_constant_weight_after_the_tiling():
     assert sketches("gemm-64x64x64") == sketches("gemm-64x64x64", layout_rewrite="off")
 
 
+@pytest.mark.parametrize("field, value", [("max_innermost_tile", 8), ("unroll_steps", (0, 16)),
+                                          ("max_vector_length", 16), ("vector_preferred_loops", 2),
+                                          ("parallel_extent_per_core", 4)])
+def test_the_fingerprint_of_every_sketch_names_the_bounds_of_its_knobs(field, value):
+    base = sketches("conv-16x16-8-8-3x3")
+    other = sketches("conv-16x16-8-8-3x3", **{field: value})
+    assert [s.describe() for s in other] == [s.describe() for s in base]  # the same structures
+    assert all(o.fingerprint() != b.fingerprint() for o, b in zip(other, base))
+
+
+def test_a_step_needs_nothing_but_the_schedule_and_the_decisions():
+    for sketch in sketches("conv-16x16-8-8-3x3") + sketches("rowsum-8x4096"):
+        for step in sketch.all_steps:
+            assert list(inspect.signature(step.apply).parameters) == ["sch", "decide"], step
+
+
 def test_row_reduction_gets_both_rfactor_sketches_and_the_plain_one():
     found = sketches("rowsum-8x4096")
-    assert {tuple(s.steps) for s in found} == {(Rfactor("S", "outer"),), (Rfactor("S", "inner"),), ()}
+    assert {tuple(s.steps) for s in found} == {(Rfactor("S", "outer", 64),), (Rfactor("S", "inner", 64),), ()}
     assert len(found) == 3
 
 

@@ -45,6 +45,21 @@ def test_resume_continues_the_budget_without_measuring_anything_twice(tmp_path, 
     assert [t.index for t in trials] == list(range(14))
 
 
+def test_resume_under_another_knob_domain_searches_its_own_sketches(tmp_path, fast_config):
+    """Knob bounds are fields of the steps, so a sketch derived under other bounds is another
+    sketch: its old records are left out rather than replayed outside their domain."""
+    task = make_task("conv-8x8-4-4-3x3")
+    tune_task(task, fast_config, str(tmp_path), trials=8, seed=1, progress=False)
+    narrow = dataclasses.replace(fast_config, max_innermost_tile=2, unroll_steps=(0, 16))
+    resumed = tune_task(task, narrow, str(tmp_path), trials=12, seed=1, progress=False)
+    assert resumed.new_trials == 4 and resumed.trials == 12
+    assert resumed.best.index >= 8 and resumed.check.ok
+    decided = resumed.best_applied.program.as_dict()
+    tiles = [knob for knob in resumed.best_applied.knobs if knob.is_tile]
+    assert tiles and all(knob.max_innermost == 2 and decided[knob.name][-1] <= 2 for knob in tiles)
+    assert all(decided[k.name] in (0, 16) for k in resumed.best_applied.knobs if k.kind == "unroll")
+
+
 def test_tune_op_cli_prints_a_table_and_json(tmp_path, capsys):
     code = main(["tune-op", "gemm-32x32x32", "--trials", "4", "--work-dir", str(tmp_path), "--json",
                  "--no-progress", "--set", "min_repeat_ms=1", "--set", "repeat=1"])
