@@ -22,9 +22,9 @@ sys.path.insert(0, ROOT)
 
 from experiments import ablate  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.mutate import MUTATORS, parse_weights  # noqa: E402
-from minansor.program import Program  # noqa: E402
-from minansor.steps import Knob  # noqa: E402
+from minansor.search.mutate import MUTATORS, parse_weights  # noqa: E402
+from minansor.space.program import Program  # noqa: E402
+from minansor.space.steps import Knob  # noqa: E402
 
 
 def swap_tile_levels(program: Program, knobs: tuple[Knob, ...], rng: np.random.Generator) -> Program | None:

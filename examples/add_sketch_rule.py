@@ -15,11 +15,12 @@ import os
 import sys
 
 from minansor.config import SearchConfig
-from minansor.sketch import SKETCH_RULES, Derivation, Outcome, needs_multi_level_tiling
-from minansor.space import SearchSpace
-from minansor.steps import MultiLevelTile
+from minansor.space.cpu_rules import SKETCH_RULES
+from minansor.space.sketch import Derivation, Outcome, needs_multi_level_tiling
+from minansor.space.search_space import SearchSpace
+from minansor.space.steps import MultiLevelTile
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 import recipe
 

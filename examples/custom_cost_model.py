@@ -17,9 +17,9 @@ import sys
 
 import numpy as np
 
-from minansor.cost_model import COST_MODELS, normalized_throughput
+from minansor.model.cost_model import COST_MODELS, normalized_throughput
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 import recipe
 

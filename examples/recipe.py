@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from minansor.config import SearchConfig, with_overrides
+from minansor.config import SearchConfig
+from minansor.validation import with_overrides
 
 
 def parser(doc: str, work_dir: str, trials: int = 64) -> argparse.ArgumentParser:

@@ -19,15 +19,16 @@ import sys
 
 import numpy as np
 
-from minansor.config import SearchConfig, with_overrides
-from minansor.features import FEATURE_NAMES, extract
-from minansor.layout_rewrite import kernel, packed_shapes
-from minansor.measure import LocalMeasurer
-from minansor.mutate import crossover, mutate, parse_weights
+from minansor.config import SearchConfig
+from minansor.validation import with_overrides
+from minansor.model.features import FEATURE_NAMES, extract
+from minansor.tir.layout_rewrite import kernel, packed_shapes
+from minansor.measure.local import LocalMeasurer
+from minansor.search.mutate import crossover, mutate, parse_weights
 from minansor.records import RecordStore
-from minansor.space import SearchSpace
+from minansor.space.search_space import SearchSpace
 from minansor.tune import TaskTuner
-from minansor.workloads import YOLO_LAYERS, make_task
+from minansor.tasks.workloads import YOLO_LAYERS, make_task
 
 DEFAULT_WORKLOAD = "yolo-conv-26x26-128-128-3x3"
 
@@ -75,19 +76,19 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
               f"{platform.machine()} with {os.cpu_count()} cores; every block below is output of the "
               "function named above it. Read it beside the code: the section titles are module names.")
 
-    page.text("## 1. The task: `workloads.make_task` -> `task.Task`",
+    page.text("## 1. The task: `tasks.workloads.make_task` -> `tasks.task.Task`",
               f"The workload is {YOLO_LAYERS.get(workload, 'a catalogue workload')}. `make_task` builds it with "
               "TVM's tensor expressions and wraps one PrimFunc with its target, argument specs and FLOPs "
-              "(`task.Task.from_module`, the same constructor network task extraction uses).")
+              "(`tasks.task.Task.from_module`, the same constructor network task extraction uses).")
     page.output([f"{a.name}: {a.shape} {a.dtype}{' (output)' if a.is_output else ''}" for a in task.args]
                 + [f"FLOPs: {task.flops:.4g}   target: {task.target.kind.name}"] + loop_nest(task.mod.script(), 12))
 
     space = SearchSpace(task, config)
-    page.text("## 2. Sketches: `sketch.generate_sketches`",
-              "`SearchSpace` derives the sketches once: the rules of `sketch.SKETCH_RULES` named by "
+    page.text("## 2. Sketches: `space.search_space.generate_sketches`",
+              "`SearchSpace` derives the sketches once: the rules of `space.cpu_rules.SKETCH_RULES` named by "
               "`SearchConfig.cpu_sketch_rules` are tried on each block from the output backwards "
-              "(`sketch.derive`). Each sketch is a list of steps with its numbers left open; "
-              "`sketch.annotation_steps` adds where random annotation will decide.")
+              "(`space.sketch.derive`). Each sketch is a list of steps with its numbers left open; "
+              "`space.cpu_rules.annotation_steps` adds where random annotation will decide.")
     lines = []
     for index, sketch in enumerate(space.sketches):
         lines += [f"sketch {index}:"] + [f"  - {line}" for line in sketch.describe()]
@@ -98,22 +99,22 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
     while applied is None:
         applied = space.random(rng)
     program = applied.program
-    page.text("## 3. Random annotation: `space.SearchSpace.random` -> `annotate.random_program`",
-              "A program is a sketch index plus one decision per knob (`program.Program`): tile "
+    page.text("## 3. Random annotation: `space.search_space.SearchSpace.random` -> `space.annotate.random_program`",
+              "A program is a sketch index plus one decision per knob (`space.program.Program`): tile "
               "factorizations, the parallel extent, the vector length, the unroll depth. "
-              "`program.materialize` walks the sketch's steps on a fresh TVM schedule and asks each knob "
+              "`space.program.materialize` walks the sketch's steps on a fresh TVM schedule and asks each knob "
               "for a value; sampling draws it, replay looks it up, so a recorded program rebuilds exactly.")
     page.output([f"sketch {program.sketch}, knobs: {', '.join(k.name for k in applied.knobs)}"]
                 + decisions_lines(program) + ["", "scheduled loop nest:"] + loop_nest(applied.mod.script()))
 
     packed = packed_shapes(applied.mod)
-    page.text("### Constant weights packed in tile order: `steps.RewriteLayout` -> `layout_rewrite.rewrite_layout`",
-              "A conv task marks its weight and bias layout-free (`workloads.make_task`, as Relax's "
+    page.text("### Constant weights packed in tile order: `space.steps.RewriteLayout` -> `tir.layout_rewrite.rewrite_layout`",
+              "A conv task marks its weight and bias layout-free (`tasks.workloads.make_task`, as Relax's "
               "`AttachAttrLayoutFreeBuffers` marks a network's constants). Once the tile sizes are decided, a "
               "weight read by the tiled block is stored in the order the loop nest reads it "
-              "(`layout_rewrite.tile_order`): one dimension per tile loop that moves along it, outermost first. "
-              "A packing stage does it, annotated `layout_rewrite.PACKING_ATTR`; a network runs it once at compile "
-              "time, and `layout_rewrite.kernel` removes it from what is built and timed, so the kernel takes the "
+              "(`tir.layout_rewrite.tile_order`): one dimension per tile loop that moves along it, outermost first. "
+              "A packing stage does it, annotated `tir.layout_rewrite.PACKING_ATTR`; a network runs it once at compile "
+              "time, and `tir.layout_rewrite.kernel` removes it from what is built and timed, so the kernel takes the "
               "packed weight as its argument." + ("" if packed else " This task has no layout-free input."))
     if packed:
         page.output([f"{name} {shape} -> {layout}" for name, shape, layout in packed]
@@ -123,15 +124,15 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
     matrix = extract(applied.mod)
     row = matrix[0]
     strongest = sorted(((abs(float(v)), name, float(v)) for name, v in zip(FEATURE_NAMES, row) if v), reverse=True)[:10]
-    page.text("## 4. Features: `features.extract`",
+    page.text("## 4. Features: `model.features.extract`",
               f"The cost model sees one row of {len(FEATURE_NAMES)} named features per store "
-              "(`features.FEATURE_NAMES`, read from the scheduled TIR: arithmetic counts, loop annotations, "
+              "(`model.features.FEATURE_NAMES`, read from the scheduled TIR: arithmetic counts, loop annotations, "
               "buffer access bytes, reuse and stride, the arithmetic-intensity curve, allocation). "
               f"This program has {len(matrix)} store(s); the largest features of the first:")
     page.output([f"{name:40s} {value:.4g}" for _, name, value in strongest])
 
     weights = parse_weights(config.mutators)
-    page.text("## 5. Evolution: `mutate.mutate` and `mutate.crossover`",
+    page.text("## 5. Evolution: `search.mutate.mutate` and `search.mutate.crossover`",
               f"A generation draws parents by roulette on the model's score and changes one decision with a "
               f"mutator drawn by weight (`SearchConfig.mutators` = `{config.mutators}`), or mixes two parents of "
               "the same sketch block by block (`crossover_probability`). Children are replayed; an invalid one is dropped.")
@@ -159,11 +160,11 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
         for _ in range(rounds):
             records.append(tuner.tune_round(config.trials_per_round, measurer))
     page.text("## 6. A round: `tune.TaskTuner.tune_round`",
-              f"`evolve.EvolutionarySearch.propose` hands out {config.trials_per_round} programs; until the model has "
+              f"`search.evolve.EvolutionarySearch.propose` hands out {config.trials_per_round} programs; until the model has "
               f"{config.model_min_samples} measured programs a round is random sampling, after that it is evolved. "
-              "`measure.LocalMeasurer` builds them in a process pool and runs them one at a time (a failure is a "
+              "`measure.local.LocalMeasurer` builds them in a process pool and runs them one at a time (a failure is a "
               "recorded failed trial). Every trial is appended to `trials.jsonl` and MetaSchedule's database "
-              "(`records.RecordStore.append`); `evolve.EvolutionarySearch.observe` retrains the model on all of them. "
+              "(`records.RecordStore.append`); `search.evolve.EvolutionarySearch.observe` retrains the model on all of them. "
               "The round's trace record (`rounds.jsonl`, see `trace.py`), for each round run here:")
     keep = ("round", "trials", "population", "valid_rate", "unique_programs", "rank_correlation", "best_ms")
     page.output([json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items() if k in keep})
@@ -177,7 +178,7 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
                                                                           "parents": "..."}}))
 
     result = tuner.result(0.0)
-    page.text("## 7. The best program: `tune.TaskTuner.result` and `verify.check_against_untuned`",
+    page.text("## 7. The best program: `tune.TaskTuner.result` and `measure.verify.check_against_untuned`",
               "The best trial is replayed from its decisions and checked against the untuned PrimFunc on "
               "random inputs before it is called best. `minansor explain WORK_DIR` prints the same with its lineage.")
     page.output([f"best: trial #{result.best.index}, {result.best_ms:.4f} ms ({result.gflops:.1f} GFLOPS), "

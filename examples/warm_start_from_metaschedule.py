@@ -24,7 +24,7 @@ from tvm.s_tir import meta_schedule as ms
 from minansor import metaschedule
 from minansor.records import metaschedule_measurements
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 import recipe
 

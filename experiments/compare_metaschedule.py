@@ -39,10 +39,11 @@ from tqdm import tqdm
 from minansor.cli import format_table
 from minansor.compare import (Comparison, compare_network, compare_task, geometric_mean_ratio, markdown,
                               network_markdown, plot_curves, remeasure_comparison, seeds_markdown, table_rows)
-from minansor.config import SearchConfig, with_overrides
+from minansor.config import SearchConfig
+from minansor.validation import with_overrides
 from minansor.errors import NoValidProgram
 from minansor.models import load_model
-from minansor.workloads import YOLO_LAYERS, make_task
+from minansor.tasks.workloads import YOLO_LAYERS, make_task
 
 SUITES = {
     "full": ["gemm-512x512x512", "gemm-1024x1024x1024"] + [n for n in YOLO_LAYERS if n.startswith("yolo-conv")],

@@ -25,7 +25,7 @@ from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.network import run_library  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
-from minansor.targets import resolve_target  # noqa: E402
+from minansor.tasks.targets import resolve_target  # noqa: E402
 
 
 def cpu_ticks() -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""This machine's fp32 ceilings: the FMA-bound kernel of minansor/peak.py on one thread, on
+"""This machine's fp32 ceilings: the FMA-bound kernel of minansor/measure/peak.py on one thread, on
 TVM's default number of threads, and on one thread per core; and numpy's sgemm.
 
     python experiments/peak.py
@@ -22,12 +22,12 @@ from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.compare import numpy_sgemm_gflops  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
-from minansor.targets import physical_cores  # noqa: E402
+from minansor.tasks.targets import physical_cores  # noqa: E402
 
 def peak_with_threads(threads: int) -> float:
     """The FMA kernel's GFLOPS with TVM's runtime on `threads` threads (the target's cores too)."""
     env = {**os.environ, "TVM_NUM_THREADS": str(threads)}
-    code = ("import tvm; from minansor.peak import fp32_peak_gflops; print(fp32_peak_gflops({'kind': 'llvm', "
+    code = ("import tvm; from minansor.measure.peak import fp32_peak_gflops; print(fp32_peak_gflops({'kind': 'llvm', "
             f"'mcpu': tvm.target.codegen.llvm_get_system_cpu(), 'num-cores': {threads}}}))")
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     return float(done.stdout.split()[-1])
@@ -44,7 +44,7 @@ def main() -> int:
     headers = ["TVM runtime threads", "threads", "GFLOPS"]
     print(format_table(headers, table))
     lines = ["# fp32 ceilings of this machine", "", "Command: `python experiments/peak.py`", "", f"Machine: {machine()}",
-             "", "The FMA-bound kernel of `minansor/peak.py` (independent vector FMA chains on registers, every "
+             "", "The FMA-bound kernel of `minansor/measure/peak.py` (independent vector FMA chains on registers, every "
              "core; best of 25 timings), compiled by TVM for this CPU, with TVM's runtime on the given number of "
              "threads; numpy's sgemm for comparison.", "",
              *markdown_table(headers, table)]

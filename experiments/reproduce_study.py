@@ -48,10 +48,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
-from minansor.config import SearchConfig, with_overrides  # noqa: E402
-from minansor.peak import fp32_peak_gflops, int8_peak_gops  # noqa: E402
-from minansor.targets import resolve_target  # noqa: E402
-from minansor.vnni import has_vnni  # noqa: E402
+from minansor.config import SearchConfig  # noqa: E402
+from minansor.validation import with_overrides  # noqa: E402
+from minansor.measure.peak import fp32_peak_gflops, int8_peak_gops  # noqa: E402
+from minansor.tasks.targets import resolve_target  # noqa: E402
+from minansor.tir.vnni import has_vnni  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 
@@ -89,7 +90,8 @@ def prepare_model(args):
     import torch
 
     from yolo.data import VOCDataset, make_synthetic_voc
-    from yolo.train import TrainConfig, load_checkpoint, train
+    from yolo.model import load_checkpoint
+    from yolo.train import TrainConfig, train
 
     if not os.path.isdir(os.path.join(args.data, "ImageSets")):
         print(f"generating a synthetic VOC-layout set of {args.images} images in {args.data}")
@@ -206,7 +208,7 @@ def retime(rows: list[Row], runtimes: list[tuple[str, str, Callable]], args) -> 
     from tqdm import tqdm
 
     from minansor.network import median_time, run_library
-    from minansor.targets import resolve_target
+    from minansor.tasks.targets import resolve_target
 
     x, target = study_input(args), resolve_target("cpu")
     timers: dict[str, Callable[[], float]] = {}
@@ -313,7 +315,7 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
     tuned = [r for r in rows if r.tasks]
     if tuned:
         lines += [f"## Tasks of the tuned network, against this machine's peak", "",
-                  f"Peaks measured in this run on every core (`minansor/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
+                  f"Peaks measured in this run on every core (`minansor/measure/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
                   f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of VNNI dot products (vpdpbusd; "
                   "the fp32 peak where the CPU has no VNNI): no program does more multiply-adds per second. "
                   "Best program of each task, as the tuner measured it; int8 rows in GOPS, against the int8 peak.", ""]

@@ -35,7 +35,7 @@ from minansor.compare import (as_compared, geometric_mean, geometric_mean_interv
                               minansor_best, remeasure)
 from minansor.config import SearchConfig  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
-from minansor.workloads import make_task  # noqa: E402
+from minansor.tasks.workloads import make_task  # noqa: E402
 
 SETTINGS = {"on": SearchConfig(), "off": dataclasses.replace(SearchConfig(), layout_rewrite="off")}
 LATENCIES = [("minansor", "on"), ("minansor", "off"), ("MetaSchedule", "on"), ("MetaSchedule", "off")]

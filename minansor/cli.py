@@ -9,9 +9,11 @@ import sys
 
 import numpy as np
 
-from .config import SEARCH_STRATEGIES, SearchConfig, with_overrides
+from .config import SearchConfig
 from .errors import NoValidProgram, UserError
-from .workloads import CATALOGUE, DEFAULT_WORKLOAD, FAMILIES, YOLO_LAYERS, make_task, parse
+from .search.strategies import STRATEGIES
+from .tasks.workloads import CATALOGUE, DEFAULT_WORKLOAD, FAMILIES, YOLO_LAYERS, make_task, parse
+from .validation import with_overrides
 
 
 def format_table(headers: list[str], rows: list[list]) -> str:
@@ -33,7 +35,7 @@ def _measurer(args, config: SearchConfig):
     """An RPCMeasurer when --rpc names a tracker; None measures on this machine."""
     if not getattr(args, "rpc", None):
         return None
-    from .rpc import RPCMeasurer, RPCSettings
+    from .measure.rpc import RPCMeasurer, RPCSettings
 
     settings = RPCSettings.parse(args.rpc, priority=args.rpc_priority, session_timeout_s=args.rpc_session_timeout,
                                  devices=args.rpc_devices)
@@ -57,7 +59,7 @@ def cmd_workloads(args) -> int:
 
 
 def cmd_sketches(args) -> int:
-    from .space import SearchSpace
+    from .space.search_space import SearchSpace
 
     space = SearchSpace(make_task(args.workload, args.target), _config(args))
     rng = np.random.default_rng(args.seed)
@@ -214,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
     p.add_argument("--trials", type=int, default=64, help="total trials in the work dir (default 64); "
                                                           "re-running continues up to this count")
-    p.add_argument("--search", choices=SEARCH_STRATEGIES, default=None, help="search strategy (default evolutionary)")
+    p.add_argument("--search", choices=tuple(STRATEGIES), default=None, help="search strategy (default evolutionary)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--work-dir", default="work_dirs/tune-op",
                    help="where records go: MetaSchedule's database + trials.jsonl (default work_dirs/tune-op)")

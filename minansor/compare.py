@@ -26,17 +26,17 @@ from tvm.ir.utils import derived_object
 from . import metaschedule
 from .config import SearchConfig
 from .errors import NoValidProgram, UserError
-from .measure import LocalMeasurer
+from .measure.local import LocalMeasurer
+from .measure.peak import fp32_peak_gflops
+from .measure.verify import check_against_untuned
 from .network import Network, build, check_against_reference, run, tune_network
-from .peak import fp32_peak_gflops
 from .plots import pyplot, save
 from .records import RecordStore
 from .report import markdown_table
-from .space import SearchSpace
-from .targets import resolve_target
-from .task import Task
+from .space.search_space import SearchSpace
+from .tasks.targets import resolve_target
+from .tasks.task import Task
 from .tune import best_trial, tune_task
-from .verify import check_against_untuned
 
 # MetaSchedule's profiler scopes that do what minansor's propose + learn do (its evolutionary
 # search and its cost-model update); measurement, start-up and logging are left out of both.

@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 from .config import SearchConfig
 from .errors import UserError
-from .layout_rewrite import packed_shapes
+from .measure.verify import CheckResult, check_against_untuned
 from .records import RecordStore, Trial, read_records
-from .space import SearchSpace
-from .targets import cross_compiler, device_type
-from .task import Task
+from .space.search_space import SearchSpace
+from .tasks.targets import cross_compiler, device_type
+from .tasks.task import Task
+from .tasks.workloads import make_task
+from .tir.layout_rewrite import packed_shapes
 from .tune import best_trial
-from .verify import CheckResult, check_against_untuned
-from .workloads import make_task
 
 MAX_LINEAGE_LINES = 60
 

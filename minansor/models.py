@@ -1,5 +1,6 @@
 """Where networks come from: an ONNX file, a saved `torch.export` program (.pt2), a PyTorch
-module in memory, or a built-in model by name. Each becomes a `Network` whose reference
+module in memory, or a built-in model by name (`convnet` here; YOLOv4-tiny from yolo/networks.py,
+registered as an entry point). Each becomes a `Network` whose reference
 forward is the source framework's own (onnxruntime, PyTorch), for the numerical check.
 
 Weights are bound into the Relax module as constants, so graph optimization can fold them.
@@ -8,6 +9,7 @@ Weights are bound into the Relax module as constants, so graph optimization can 
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import warnings
 from typing import Callable
@@ -103,7 +105,7 @@ def from_onnx(path: str) -> Network:
 # ------------------------------------------------------------------ built-in models
 
 
-def _randomize_batchnorm(module, seed: int) -> None:
+def randomize_batchnorm(module, seed: int) -> None:
     """Give every BatchNorm non-trivial statistics, so folding it into the conv is exercised."""
     import torch
 
@@ -145,53 +147,29 @@ def convnet(seed: int = 0) -> Network:
 
     torch.manual_seed(seed)
     model = ConvNet()
-    _randomize_batchnorm(model, seed)
+    randomize_batchnorm(model, seed)
     return from_torch(model, [np.zeros((1, 3, 32, 32), np.float32)], "convnet")
 
 
-def _random_yolov4_tiny(seed: int):
-    """YOLOv4-tiny for 20 classes with seeded random weights and BN statistics (latency does not
-    depend on the values; the accuracy pipeline lives in yolo/)."""
-    import torch
-    from yolo.model import YoloV4Tiny
-
-    torch.manual_seed(seed)
-    model = YoloV4Tiny(num_classes=20)
-    _randomize_batchnorm(model, seed)
-    return model
+# Packages add built-in models under this entry-point group (name -> a function of the seed that
+# returns a Network): the YOLO application registers its networks in pyproject.toml, so the
+# library never imports the application.
+MODELS_ENTRY_POINTS = "minansor.models"
 
 
-def yolov4_tiny(seed: int = 0) -> Network:
-    """YOLOv4-tiny at 416x416 with seeded random weights."""
-    return from_torch(_random_yolov4_tiny(seed), [np.zeros((1, 3, 416, 416), np.float32)], "yolov4-tiny")
-
-
-def yolov4_tiny_int8(seed: int = 0) -> Network:
-    """The same network quantized to int8 (PT2E, calibrated on seeded random images) and imported
-    from its QDQ ONNX export, checked against onnxruntime."""
-    import tempfile
-
-    from yolo.quantize import export_onnx, quantize_int8
-
-    rng = np.random.default_rng(seed)
-    quantized = quantize_int8(_random_yolov4_tiny(seed),
-                              [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
-    with tempfile.TemporaryDirectory() as scratch:
-        path = os.path.join(scratch, "yolov4-tiny-int8.onnx")
-        export_onnx(quantized, path, 416)
-        return from_onnx(path)
-
-
-BUILTIN_MODELS: dict[str, Callable[[int], Network]] = {"convnet": convnet, "yolov4-tiny": yolov4_tiny,
-                                                       "yolov4-tiny-int8": yolov4_tiny_int8}
+def builtin_models() -> dict[str, Callable[[int], Network]]:
+    """Every built-in model by name: `convnet`, and those installed packages register."""
+    found = {entry.name: entry for entry in importlib.metadata.entry_points(group=MODELS_ENTRY_POINTS)}
+    return {"convnet": convnet, **{name: (lambda seed, e=entry: e.load()(seed)) for name, entry in found.items()}}
 
 
 def load_model(spec: str, seed: int = 0) -> Network:
     """A built-in name, an .onnx file or a .pt2 file."""
-    if spec in BUILTIN_MODELS:
-        return BUILTIN_MODELS[spec](seed)
+    builtins = builtin_models()
+    if spec in builtins:
+        return builtins[spec](seed)
     if not os.path.isfile(spec):
-        raise UserError(f"model {spec!r} is neither a file nor a built-in model ({', '.join(BUILTIN_MODELS)})")
+        raise UserError(f"model {spec!r} is neither a file nor a built-in model ({', '.join(builtins)})")
     if spec.endswith(".onnx"):
         return from_onnx(spec)
     if spec.endswith(".pt2"):

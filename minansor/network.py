@@ -25,19 +25,19 @@ from tvm import relax, tirx
 from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
-from . import analysis
 from .config import SearchConfig
 from .data_layout import DATA_LAYOUTS, convert_data_layout
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
-from .measure import export_library, in_fresh_process, open_local
+from .measure.local import export_library, in_fresh_process, open_local
+from .measure.verify import CheckResult, compare_outputs
 from .plots import pyplot, save
 from .records import RecordStore, Trial
-from .targets import cross_compiler, resolve_target, settle_main_thread
-from .task import Task
+from .tasks.targets import cross_compiler, resolve_target, settle_main_thread
+from .tasks.task import Task
+from .tir import analysis
+from .tir.vnni import LANES, REDUCTION, has_vnni
 from .tune import TasksResult, tune_tasks
-from .verify import CheckResult, compare_outputs
-from .vnni import LANES, REDUCTION, has_vnni
 
 # MetaSchedule's own normalization, so our workloads are exactly the modules its
 # MetaScheduleApplyDatabase pass queries.

@@ -27,9 +27,9 @@ from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
 from .errors import UserError
-from .measure import MeasureResult
-from .program import Applied, Program
-from .task import Task
+from .measure.local import MeasureResult
+from .space.program import Applied, Program
+from .tasks.task import Task
 
 TRIALS_FILE = "trials.jsonl"
 TASKS_FILE = "tasks.jsonl"

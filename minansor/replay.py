@@ -14,10 +14,10 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .measure import MeasureResult
-from .program import Program
+from .measure.local import MeasureResult
 from .records import RecordStore
-from .task import Task
+from .space.program import Program
+from .tasks.task import Task
 
 FALLBACKS = ("nearest", "fail")
 

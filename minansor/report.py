@@ -20,7 +20,7 @@ import numpy as np
 
 from .plots import pyplot, save
 from .records import TRIALS_FILE, Trial, read_records
-from .trace import PHASES
+from .search.trace import PHASES
 
 
 def markdown_table(headers: list[str], rows: list[list]) -> list[str]:

@@ -30,6 +30,7 @@ import numpy as np
 from .config import SearchConfig
 
 NO_PROGRAM_S = 1e10  # stands in for the latency of a task with no valid program yet (as Ansor)
+TASK_SCHEDULERS = ("gradient", "round_robin")  # SearchConfig.task_scheduler
 
 
 @dataclass

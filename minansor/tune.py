@@ -23,23 +23,20 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .config import SearchConfig, validate
-from .cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
-from .evolve import EvolutionarySearch
-from .layout_rewrite import packed_shapes
-from .measure import LocalMeasurer
-from .program import Applied
-from .random_search import RandomSearch
+from .config import SearchConfig
+from .measure.local import LocalMeasurer
+from .measure.verify import CheckResult, check_against_untuned
+from .model.cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
 from .records import RecordStore, Trial
 from .scheduler import NO_PROGRAM_S, TaskProgress, TaskScheduler, objective_s, similarity_group
-from .space import SearchSpace
-from .steps import InvalidProgram
-from .task import Task
-from .trace import PHASES
-from .verify import CheckResult, check_against_untuned
-
-STRATEGIES = {"evolutionary": EvolutionarySearch, "random": RandomSearch}
-
+from .search.strategies import STRATEGIES
+from .search.trace import PHASES
+from .space.program import Applied
+from .space.search_space import SearchSpace
+from .space.steps import InvalidProgram
+from .tasks.task import Task
+from .tir.layout_rewrite import packed_shapes
+from .validation import validate
 
 @dataclass
 class TuneResult:

@@ -31,7 +31,7 @@ def test_dynamic_shapes_are_refused_by_task_construction():
     from tvm import te
 
     from minansor.errors import UserError
-    from minansor.task import Task
+    from minansor.tasks.task import Task
 
     n = te.var("n")
     a = te.placeholder((n, 4), name="A")

@@ -44,8 +44,8 @@ def test_swap_mutator_keeps_the_tile_product():
     import numpy as np
 
     from minansor.config import SearchConfig
-    from minansor.space import SearchSpace
-    from minansor.workloads import make_task
+    from minansor.space.search_space import SearchSpace
+    from minansor.tasks.workloads import make_task
 
     recipe = _recipe("add_mutator")
     space = SearchSpace(make_task("gemm-64x64x64"), SearchConfig())
@@ -69,17 +69,18 @@ def test_custom_cost_model_is_selected_by_name(tmp_path, capsys):
     assert recipe.main(["--workload", "gemm-32x32x32", "--trials", "16", "--work-dir", str(tmp_path)] + TINY) == 0
     out = capsys.readouterr().out
     assert "sklearn-gbr" in out and out.count("check ok") == 2
-    from minansor.config import SearchConfig, with_overrides
+    from minansor.config import SearchConfig
+    from minansor.validation import with_overrides
 
     assert with_overrides(SearchConfig(), ["cost_model=sklearn-gbr"]).cost_model == "sklearn-gbr"
 
 
 def test_added_feature_reaches_the_model(tmp_path, capsys):
     recipe = _recipe("add_feature")
-    from minansor.features import FEATURE_NAMES
-    from minansor.space import SearchSpace
+    from minansor.model.features import FEATURE_NAMES
+    from minansor.space.search_space import SearchSpace
     from minansor.config import SearchConfig
-    from minansor.workloads import make_task
+    from minansor.tasks.workloads import make_task
     import numpy as np
 
     task = make_task("gemm-32x32x32")

@@ -4,8 +4,8 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minansor.annotate import factorizations, sample_knob
-from minansor.steps import Knob
+from minansor.space.annotate import factorizations, sample_knob
+from minansor.space.steps import Knob
 
 extents = st.integers(min_value=1, max_value=600)
 parts = st.integers(min_value=1, max_value=4)

@@ -6,10 +6,10 @@ import pytest
 import tvm
 
 from minansor.config import SearchConfig
-from minansor.gpu_sketch import check_gpu_limits
-from minansor.space import SearchSpace
-from minansor.steps import InvalidProgram
-from minansor.workloads import make_task
+from minansor.space.gpu_rules import check_gpu_limits
+from minansor.space.search_space import SearchSpace
+from minansor.space.steps import InvalidProgram
+from minansor.tasks.workloads import make_task
 
 CUDA = '{"kind": "cuda", "arch": "sm_80", "max_shared_memory_per_block": 49152, "max_threads_per_block": 1024, ' \
        '"thread_warp_size": 32, "registers_per_block": 65536}'

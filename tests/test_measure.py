@@ -6,9 +6,9 @@ import dataclasses
 from tvm import te, tirx
 from tvm.s_tir import Schedule
 
-from minansor.measure import LocalMeasurer
-from minansor.task import Task
-from minansor.workloads import make_task
+from minansor.measure.local import LocalMeasurer
+from minansor.tasks.task import Task
+from minansor.tasks.workloads import make_task
 
 
 def _crashing_task() -> Task:

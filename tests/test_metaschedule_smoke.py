@@ -9,7 +9,7 @@ import tempfile
 from tvm.s_tir import meta_schedule as ms
 from minansor import metaschedule
 from minansor.config import SearchConfig
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 task = make_task("gemm-32x32x32")
 with tempfile.TemporaryDirectory() as work_dir:
     db = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=4, num_trials_per_iter=4, seed=1,

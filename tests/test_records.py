@@ -8,9 +8,9 @@ import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from minansor.records import RecordStore, Trial
-from minansor.space import SearchSpace
+from minansor.space.search_space import SearchSpace
 from minansor.config import SearchConfig
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 
 def _trial(space, applied, index, latency=1e-3, error=None):

@@ -15,14 +15,14 @@ from tvm import rpc
 
 from helpers import wait_for
 from minansor.cli import main
-from minansor.measure import build_module
+from minansor.measure.local import build_module
 from minansor.models import load_model
 from minansor.network import tune_network
 from minansor.records import RecordStore
-from minansor.rpc import RPCMeasurer, RPCSettings
-from minansor.targets import cross_compiler, resolve_target
+from minansor.measure.rpc import RPCMeasurer, RPCSettings
+from minansor.tasks.targets import cross_compiler, resolve_target
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 KEY = "loopback"
 

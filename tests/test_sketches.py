@@ -6,10 +6,10 @@ import inspect
 import pytest
 
 from minansor.config import SearchConfig
-from minansor.sketch import generate_sketches
-from minansor.steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
+from minansor.space.search_space import generate_sketches
+from minansor.space.steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
                             RewriteLayout, Rfactor, Unroll, Vectorize)
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 
 def sketches(name, **config):

@@ -10,13 +10,13 @@ import time
 import pytest
 
 from minansor.cli import main
-from minansor.measure import MeasureResult
-from minansor.program import Program
+from minansor.measure.local import MeasureResult
+from minansor.space.program import Program
 from minansor.records import RecordStore
 from minansor.replay import ReplayMeasurer, decision_distance
-from minansor.trace import PHASES, Stopwatch
+from minansor.search.trace import PHASES, Stopwatch
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 

@@ -17,9 +17,9 @@ from helpers import run_in_own_process
 from minansor.cli import main
 from minansor.compare import geometric_mean_interval, start_afresh
 from minansor.records import RecordStore
-from minansor.task import Task
+from minansor.tasks.task import Task
 from minansor.tune import tune_task
-from minansor.workloads import make_task
+from minansor.tasks.workloads import make_task
 
 
 def test_short_tune_beats_the_median_random_program_and_checks_it(tmp_path, fast_config):
@@ -72,7 +72,7 @@ def test_tune_op_cli_prints_a_table_and_json(tmp_path, capsys):
 
 
 def test_same_seed_and_same_recorded_measurements_give_the_same_search(tmp_path, fast_config):
-    from minansor.measure import MeasureResult
+    from minansor.measure.local import MeasureResult
     from minansor.replay import ReplayMeasurer
 
     config = dataclasses.replace(fast_config, population=24, generations=2, min_fresh_random=8,

@@ -12,15 +12,15 @@ from tvm import relax
 
 from minansor import network
 from minansor.config import SearchConfig
-from minansor.features import FEATURE_NAMES, extract
-from minansor.layout_rewrite import kernel, packed_shapes
-from minansor.peak import int8_peak_gops
-from minansor.space import SearchSpace
-from minansor.steps import Tensorize, TileForIntrinsic
-from minansor.targets import resolve_target
-from minansor.verify import check_against_untuned
-from minansor.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
-from minansor.workloads import make_task
+from minansor.model.features import FEATURE_NAMES, extract
+from minansor.tir.layout_rewrite import kernel, packed_shapes
+from minansor.measure.peak import int8_peak_gops
+from minansor.space.search_space import SearchSpace
+from minansor.space.steps import Tensorize, TileForIntrinsic
+from minansor.tasks.targets import resolve_target
+from minansor.measure.verify import check_against_untuned
+from minansor.tir.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
+from minansor.tasks.workloads import make_task
 
 CPU = resolve_target("cpu")
 CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)

@@ -13,7 +13,7 @@ from tvm import relax
 
 from minansor import network
 from minansor.int8 import QUANTIZED_ATOL, count_integer_conv2d, integer_conv2d, is_quantized
-from minansor.models import _randomize_batchnorm, from_onnx
+from minansor.models import randomize_batchnorm, from_onnx
 from yolo.data import SYNTHETIC_CLASSES, make_synthetic_voc
 from yolo.metrics import Detections
 from yolo.model import YoloV4Tiny
@@ -28,7 +28,7 @@ SIZE = 64
 def int8_onnx(tmp_path_factory) -> str:
     torch.manual_seed(0)
     model = YoloV4Tiny(20)
-    _randomize_batchnorm(model, 0)
+    randomize_batchnorm(model, 0)
     rng = np.random.default_rng(0)
     quantized = quantize_int8(model, [rng.random((1, 3, SIZE, SIZE), dtype=np.float32) for _ in range(3)])
     path = str(tmp_path_factory.mktemp("int8") / "int8.onnx")

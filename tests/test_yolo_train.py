@@ -5,7 +5,8 @@ import os
 
 from yolo.data import VOCDataset, make_synthetic_voc
 from yolo.evaluate import evaluate, main as evaluate_main, torch_forward
-from yolo.train import TrainConfig, load_checkpoint, main as train_main, train
+from yolo.model import load_checkpoint
+from yolo.train import TrainConfig, main as train_main, train
 
 
 def test_train_resume_and_evaluate(tmp_path, capsys):

@@ -19,6 +19,7 @@ from tqdm import tqdm
 from .data import VOCDataset
 from .detect import Forward, detect_image
 from .metrics import Detections, MapResult, mean_average_precision
+from .model import load_checkpoint
 
 
 def torch_forward(model: torch.nn.Module) -> Forward:
@@ -48,8 +49,6 @@ def evaluate(forward: Forward, dataset: VOCDataset, input_size: int, num_classes
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import load_checkpoint
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a VOC-layout directory (VOC2007 of a VOCdevkit works)")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m yolo.train")

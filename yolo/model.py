@@ -151,6 +151,14 @@ class YoloV4Tiny(nn.Module):
         return blocks
 
 
+def load_checkpoint(path: str) -> tuple[YoloV4Tiny, int, tuple[str, ...]]:
+    """The model of a checkpoint (in eval mode), its input size and its class names."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = YoloV4Tiny(state["num_classes"])
+    model.load_state_dict(state["model"])
+    return model.eval(), state["config"]["input_size"], tuple(state["classes"])
+
+
 def fuse_batchnorm(model: YoloV4Tiny) -> YoloV4Tiny:
     """Return a copy with every batch norm folded into its conv's weight and bias.
 

@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from .data import SYNTHETIC_CLASSES, draw_random_objects
 from .detect import detect_image
 from .metrics import Detections, box_iou
+from .model import load_checkpoint
 
 DEFAULT_PHOTO = os.path.join(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")
 PALETTE = [tuple(int(255 * c) for c in matplotlib.colormaps["tab20"](i)[:3]) for i in range(20)]
@@ -68,7 +69,6 @@ def draw_detections(image: Image.Image, detections: Detections, class_names: tup
 def main(argv: list[str] | None = None) -> int:
     from .evaluate import torch_forward
     from .quantize import onnx_forward
-    from .train import load_checkpoint
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m yolo.train")

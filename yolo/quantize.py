@@ -26,7 +26,7 @@ import torch
 from .data import VOCDataset, letterbox
 from .detect import Forward, to_input
 from .evaluate import evaluate, torch_forward
-from .model import YoloV4Tiny, fuse_batchnorm
+from .model import YoloV4Tiny, fuse_batchnorm, load_checkpoint
 
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("p5", "p4")  # the 13x13 and 26x26 heads at 416x416
@@ -98,8 +98,6 @@ def onnx_forward(path: str) -> Forward:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .train import load_checkpoint
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by python -m yolo.train")
     parser.add_argument("--data", required=True, help="a VOC-layout directory: calibration and evaluation images")

@@ -100,14 +100,6 @@ def save_checkpoint(path: str, model: YoloV4Tiny, optimizer: torch.optim.Optimiz
     os.replace(tmp, path)  # a killed run never leaves a half-written checkpoint
 
 
-def load_checkpoint(path: str) -> tuple[YoloV4Tiny, int, tuple[str, ...]]:
-    """The model of a checkpoint (in eval mode), its input size and its class names."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    model = YoloV4Tiny(state["num_classes"])
-    model.load_state_dict(state["model"])
-    return model.eval(), state["config"]["input_size"], tuple(state["classes"])
-
-
 def train(dataset: VOCDataset, config: TrainConfig, out_dir: str, val: VOCDataset | None = None,
           progress: bool = True) -> YoloV4Tiny:
     """Train (or continue training from OUT/last.pt) and return the model."""

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 import tvm
 from tvm import rpc
 
-from .config import SearchConfig
-from .errors import UserError
-from .measure import Built, LocalMeasurer, Run, build_module, error_text, time_library
-from .targets import cross_compiler, device_type
-from .task import Task
+from ..config import SearchConfig
+from ..errors import UserError
+from ..tasks.targets import cross_compiler, device_type
+from ..tasks.task import Task
+from .local import Built, LocalMeasurer, Run, build_module, error_text, time_library
 from .verify import call_outputs
 
 

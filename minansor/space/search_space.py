@@ -6,14 +6,24 @@ import dataclasses
 
 import numpy as np
 
+from ..config import SearchConfig
+from ..tasks.targets import device_type
+from ..tasks.task import Task
+from ..tir.vnni import has_vnni
+from . import cpu_rules, gpu_rules
 from .annotate import random_program
-from .config import SearchConfig
 from .program import Applied, Program, apply_program
-from .sketch import Sketch, generate_sketches
+from .sketch import Sketch, derive
 from .steps import InvalidProgram
-from .targets import device_type
-from .task import Task
-from .vnni import has_vnni
+
+
+def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sketch]:
+    """The sketches of `mod` under the CPU rules (cpu_rules.py), or the GPU rules (gpu_rules.py)."""
+    if gpu:
+        return [Sketch(d.steps, gpu_rules.gpu_annotation_steps(d, config))
+                for d in derive(mod, config, gpu_rules.GPU_RULES)]
+    return [Sketch(d.steps, cpu_rules.annotation_steps(d, config))
+            for d in derive(mod, config, cpu_rules.cpu_rules(config))]
 
 
 class SearchSpace:
@@ -47,9 +57,7 @@ class SearchSpace:
     def _checked(self, applied: Applied) -> Applied:
         """On a GPU, a program beyond the target's limits is invalid before it is ever built."""
         if self.gpu:
-            from .gpu_sketch import check_gpu_limits
-
-            check_gpu_limits(applied.mod, self.task.target)
+            gpu_rules.check_gpu_limits(applied.mod, self.task.target)
         return applied
 
     def fingerprint(self, sketch: int) -> str:

@@ -19,7 +19,7 @@ import threading
 import tvm
 from tvm.target import codegen
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def physical_cores() -> int:

@@ -21,9 +21,9 @@ from typing import Any, Protocol
 from tvm.s_tir import Schedule
 from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
-from . import analysis, layout_rewrite
-from . import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
-from .analysis import REDUCTION, SPATIAL
+from ..tir import analysis, layout_rewrite
+from ..tir import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
+from ..tir.analysis import REDUCTION, SPATIAL
 
 
 class InvalidProgram(Exception):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import tvm
 
-from .layout_rewrite import kernel, pack_inputs
-from .targets import cross_compiler, device_type, resolve_target
-from .task import Task
+from ..tasks.targets import cross_compiler, device_type, resolve_target
+from ..tasks.task import Task
+from ..tir.layout_rewrite import kernel, pack_inputs
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .annotate import divisors
-from .errors import UserError
-from .program import Program
-from .steps import Knob
+from ..errors import UserError
+from ..space.annotate import divisors
+from ..space.program import Program
+from ..space.steps import Knob
 
 Mutator = Callable[[Program, tuple[Knob, ...], np.random.Generator], Program | None]
 

@@ -18,30 +18,18 @@ work is replaying a program to read its features.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from tvm.s_tir import Schedule
 
-from .config import SearchConfig
-from .cost_model import CostModel, make_cost_model
-from .features import make_extractor
+from ..config import SearchConfig
+from ..model.cost_model import CostModel, make_cost_model
+from ..model.features import make_extractor
+from ..space.program import Applied, Program
+from ..space.search_space import SearchSpace
+from ..space.steps import InvalidProgram
 from .mutate import crossover, mutate, parse_weights
-from .program import Applied, Program
-from .space import SearchSpace
-from .steps import InvalidProgram
+from .strategy import Proposal, sample_new
 from .trace import RoundStats, Stopwatch
-
-
-@dataclass
-class Proposal:
-    """A program handed out for measurement, and why."""
-
-    applied: Applied
-    score: float  # the cost model's prediction when it was chosen
-    origin: str  # random, copy, mutate:<mutator>, crossover
-    parents: tuple[str, ...] = ()  # program keys
-    ancestry: tuple[dict, ...] = ()  # the unmeasured programs bred into this one this round (see `ancestry`)
 
 
 class EvolutionarySearch:
@@ -105,16 +93,9 @@ class EvolutionarySearch:
             return self._sample(count, exclude)
 
     def _sample(self, count: int, exclude: set[str]) -> list[Applied]:
-        out, keys = [], set(exclude)
-        for _ in range(count * self.config.max_sample_attempts):
-            if len(out) == count:
-                break
-            applied = self.space.random(self.rng)
-            self.stats.tried_one(applied is not None)
-            if applied is not None and applied.program.key() not in keys:
-                keys.add(applied.program.key())
-                out.append(applied)
-                self._lineage[applied.program.key()] = ("random", ())
+        out = sample_new(self.space, self.rng, count, exclude, self.config.max_sample_attempts, self.stats)
+        for applied in out:
+            self._lineage[applied.program.key()] = ("random", ())
         return out
 
     def _mutants(self, count: int, fresh: list[Applied], seen: set[str]) -> list[Applied]:

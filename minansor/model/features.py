@@ -31,7 +31,7 @@ import tvm
 from tvm import tirx
 from tvm.s_tir.stmt import SBlock, SBlockRealize
 
-from .layout_rewrite import PACKING_ATTR
+from ..tir.layout_rewrite import PACKING_ATTR
 
 FEATURE_VERSION = 1
 ACCESS_SLOTS = 5

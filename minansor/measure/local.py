@@ -23,10 +23,10 @@ import tvm
 from tvm.support import cc
 from tvm.support.popen_pool import PopenPoolExecutor
 
-from .config import SearchConfig
-from .layout_rewrite import kernel
-from .targets import cross_compiler, device_type, settle_main_thread
-from .task import ArgSpec, Task
+from ..config import SearchConfig
+from ..tasks.targets import cross_compiler, device_type, settle_main_thread
+from ..tasks.task import ArgSpec, Task
+from ..tir.layout_rewrite import kernel
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import SearchConfig
-from .evolve import Proposal
-from .program import Applied
-from .space import SearchSpace
+from ..config import SearchConfig
+from ..space.program import Applied
+from ..space.search_space import SearchSpace
+from .strategy import Proposal, sample_new
 from .trace import RoundStats, Stopwatch
 
 
@@ -20,20 +20,12 @@ class RandomSearch:
 
     def propose(self, count: int, seen: set[str]) -> list[Proposal]:
         """Up to `count` valid programs not in `seen` (keys of programs measured or proposed)."""
-        out: list[Proposal] = []
         self.stats = RoundStats()
         with self.clock.phase("sampling"):
-            for _ in range(count * self.config.max_sample_attempts):
-                if len(out) == count:
-                    break
-                applied = self.space.random(self.rng)
-                self.stats.tried_one(applied is not None)
-                if applied is None or applied.program.key() in seen:
-                    continue
-                seen.add(applied.program.key())
-                out.append(Proposal(applied, float("nan"), "random"))
-        self.stats.population = self.stats.unique = len(out)
-        return out
+            sampled = sample_new(self.space, self.rng, count, seen, self.config.max_sample_attempts, self.stats)
+        seen.update(applied.program.key() for applied in sampled)
+        self.stats.population = self.stats.unique = len(sampled)
+        return [Proposal(applied, float("nan"), "random") for applied in sampled]
 
     def observe(self, measured: list[tuple[Applied, float]]) -> None:
         pass

@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import tvm
 
-from .config import SearchConfig
-from .program import Applied, Program, materialize
+from ..config import SearchConfig
+from .program import Applied, materialize
 from .sketch import Sketch
 from .steps import InvalidProgram, Knob
+
+TILE_SAMPLINGS = ("per_prime", "uniform")  # SearchConfig.tile_sampling: see sample_tile
 
 
 @lru_cache(maxsize=4096)

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import tvm
 from tvm.s_tir import Schedule
 
-from . import analysis
-from .analysis import REDUCTION, SPATIAL
-from .config import SearchConfig
+from ..config import SearchConfig
+from ..tir import analysis
+from ..tir.analysis import REDUCTION, SPATIAL
 from .sketch import (Derivation, Outcome, Rule, always_inline, is_tiled, needs_multi_level_tiling,
                      single_elementwise_consumer, skip_stage)
 from .steps import (CacheWrite, Decide, DecomposeReduction, FuseConsumer, Inline, InvalidProgram, Knob, MultiLevelTile,

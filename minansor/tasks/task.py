@@ -9,9 +9,9 @@ import tvm
 from tvm import te, tirx
 from tvm.s_tir import Schedule
 
-from . import analysis
-from .errors import UserError
-from .layout_rewrite import layout_free_params, mark_layout_free
+from ..errors import UserError
+from ..tir import analysis
+from ..tir.layout_rewrite import layout_free_params, mark_layout_free
 from .targets import resolve_target, target_cores
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from tvm import te, topi
 
-from .errors import UserError
-from .layout_rewrite import mark_layout_free
+from ..errors import UserError
+from ..tir.layout_rewrite import mark_layout_free
 from .task import Task
 
 

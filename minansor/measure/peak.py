@@ -25,9 +25,9 @@ import tvm
 from tvm.script import tirx as T
 from tvm.target import codegen
 
-from .measure import in_fresh_process
-from .targets import resolve_target, settle_main_thread, target_cores
-from .vnni import VPDPBUSD
+from ..tasks.targets import resolve_target, settle_main_thread, target_cores
+from ..tir.vnni import VPDPBUSD
+from .local import in_fresh_process
 
 
 def fma_kernel(cores: int, lanes: int, chains: int, steps: int) -> tvm.IRModule:

@@ -1,0 +1,1 @@
+"""Running programs: the local and RPC runners, the numerical check, the machine's peaks."""

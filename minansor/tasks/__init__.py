@@ -1,0 +1,1 @@
+"""What is tuned, and where: targets, tasks (one PrimFunc each) and the named workloads."""
