@@ -31,8 +31,9 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       random_search.py     the random-search strategy
       strategies.py        every strategy by name
     measure/               running programs
-      local.py             build pool + local runner; failures become failed trials
+      measurer.py          the Measurer interface and MeasureResult
       verify.py            the best program checked against the untuned PrimFunc
+      local.py             build pool + local runner; failures become failed trials
       rpc.py               the RPC runner: devices behind a tracker, in parallel, lost ones replaced
       peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd
     records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume

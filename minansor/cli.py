@@ -184,6 +184,22 @@ def add_rpc_options(p: argparse.ArgumentParser) -> None:
                    help="seconds after which a device drops a session, e.g. a hung kernel (default 120)")
 
 
+def add_set_option(p: argparse.ArgumentParser, help_text: str = "override a SearchConfig field (repeatable)") -> None:
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help=help_text)
+
+
+def add_run_options(p: argparse.ArgumentParser, trials: int, trials_help: str, work_dir: str, work_dir_help: str,
+                    set_example: str, json: bool = True) -> None:
+    """The options every tuning command takes: budget, seed, work dir, output, config overrides."""
+    p.add_argument("--trials", type=int, default=trials, help=f"{trials_help} (default {trials})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--work-dir", default=work_dir, help=f"{work_dir_help} (default {work_dir})")
+    if json:
+        p.add_argument("--json", action="store_true", help="end with one JSON object of the result")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_set_option(p, f"override a SearchConfig field, e.g. --set {set_example} (repeatable)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minansor",
@@ -208,35 +224,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=50, help="random programs drawn per sketch (default 50)")
     p.add_argument("--script", action="store_true", help="also print one random program per sketch as TVMScript")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
+    add_set_option(p)
 
     p = add("tune-op", "Tune one operator on the target (this machine, or the devices behind an RPC tracker) "
                        "and print the best program's latency.", cmd_tune_op)
     p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD,
                    help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
-    p.add_argument("--trials", type=int, default=64, help="total trials in the work dir (default 64); "
-                                                          "re-running continues up to this count")
+    add_run_options(p, 64, "total trials in the work dir; re-running continues up to this count",
+                    "work_dirs/tune-op", "where records go: MetaSchedule's database + trials.jsonl",
+                    "trials_per_round=32")
     p.add_argument("--search", choices=tuple(STRATEGIES), default=None, help="search strategy (default evolutionary)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--work-dir", default="work_dirs/tune-op",
-                   help="where records go: MetaSchedule's database + trials.jsonl (default work_dirs/tune-op)")
-    p.add_argument("--json", action="store_true", help="end with one JSON object of the result")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="override a SearchConfig field, e.g. --set trials_per_round=32 (repeatable)")
     add_rpc_options(p)
 
     p = add("compare", "Tune a workload with minansor, then with stock MetaSchedule (tune_tir), at equal trials "
                        "and measurements per round; re-measure both best programs side by side.", cmd_compare)
     p.add_argument("workload", nargs="?", default=DEFAULT_WORKLOAD,
                    help=f"a catalogue name or pattern (default {DEFAULT_WORKLOAD})")
-    p.add_argument("--trials", type=int, default=64, help="trials for each tuner (default 64)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of both tuners (default 0)")
-    p.add_argument("--work-dir", default="work_dirs/compare-cli", help="records of both tuners")
+    add_run_options(p, 64, "trials for each tuner", "work_dirs/compare-cli", "records of both tuners",
+                    "population=96", json=False)
     p.add_argument("--fresh", action="store_true",
                    help="delete the records of an earlier comparison in --work-dir (both tuners start from nothing)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
 
     p = add("tune-model", "Tune a whole network: graph optimization, task extraction, the task scheduler over "
                           "all tasks, the tuned build (exported as a library), and its end-to-end latency "
@@ -244,17 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "against the source framework.", cmd_tune_model)
     p.add_argument("model", help="an .onnx file, a .pt2 file (torch.export.save) or a built-in model: "
                                  "convnet (small, minutes), yolov4-tiny (416x416, 20 classes, random weights)")
-    p.add_argument("--trials", type=int, default=200, help="total trials over all tasks in the work dir "
-                                                           "(default 200); re-running continues up to this count")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--work-dir", default="work_dirs/tune-model", help="records of all tasks (default "
-                                                                      "work_dirs/tune-model)")
+    add_run_options(p, 200, "total trials over all tasks in the work dir; re-running continues up to this count",
+                    "work_dirs/tune-model", "records of all tasks", "task_scheduler=round_robin")
     p.add_argument("--repeats", type=int, default=5, help="timed end-to-end runs; the median is reported (default 5)")
     p.add_argument("--skip-untuned", action="store_true", help="do not time the untuned build (slow for big models)")
-    p.add_argument("--json", action="store_true", help="end with one JSON object of the result")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="override a SearchConfig field, e.g. --set task_scheduler=round_robin (repeatable)")
     add_rpc_options(p)
 
     p = add("report", "Plot a tuning run from its records (best latency vs trials, predicted vs measured, time "
@@ -267,8 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
             target=False)
     p.add_argument("work_dir", help="the --work-dir of a tune-op or tune-model run")
     p.add_argument("--task", help="which task, when the work dir holds several (a network)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="the SearchConfig fields the run was tuned with, if not the defaults")
+    add_set_option(p, "the SearchConfig fields the run was tuned with, if not the defaults")
     return parser
 
 

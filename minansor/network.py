@@ -29,7 +29,7 @@ from .config import SearchConfig
 from .data_layout import DATA_LAYOUTS, convert_data_layout
 from .errors import UserError
 from .int8 import QUANTIZED_ATOL, integer_conv2d, is_quantized
-from .measure.local import export_library, in_fresh_process, open_local
+from .measure.local import LocalMeasurer, export_library, in_fresh_process, open_local
 from .measure.verify import CheckResult, compare_outputs
 from .plots import pyplot, save
 from .records import RecordStore, Trial
@@ -395,7 +395,7 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                  target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
-                 log: Callable[[str], None] = lambda line: None, measurer=None) -> NetworkResult:
+                 log: Callable[[str], None] = lambda line: None, measurer: LocalMeasurer | None = None) -> NetworkResult:
     """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
     recorded in `work_dir`, build with the best records, export the library, time the network
     untuned and tuned, and check the outputs against the source framework. A `measurer` with

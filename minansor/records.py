@@ -27,7 +27,7 @@ from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
 from .errors import UserError
-from .measure.local import MeasureResult
+from .measure.measurer import median_latency
 from .space.program import Applied, Program
 from .tasks.task import Task
 
@@ -57,7 +57,7 @@ class Trial:
 
     @property
     def median_s(self) -> float:
-        return MeasureResult(self.latencies_s, self.error).median_s
+        return median_latency(self.latencies_s)
 
     def to_json(self) -> dict:
         out = asdict(self)

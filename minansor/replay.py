@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .measure.local import MeasureResult
+from .measure.measurer import MeasureResult
+from .measure.verify import run_locally
 from .records import RecordStore
 from .space.program import Program
 from .tasks.task import Task
@@ -76,6 +77,10 @@ class ReplayMeasurer:
 
     def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
         return [self.answer(task.name, a.program) for a in applied]
+
+    def outputs(self, task: Task, mod, inputs: list) -> list:
+        """A replay runs nothing: the numerical check runs on this machine."""
+        return run_locally(task, mod, inputs)
 
     def describe(self, answers: Counter | None = None) -> str:
         """The REPLAY line for this replayer's answers so far, or for `answers` counted elsewhere."""

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from .config import SearchConfig
 from .measure.local import LocalMeasurer
+from .measure.measurer import Measurer
 from .measure.verify import CheckResult, check_against_untuned
 from .model.cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
 from .records import RecordStore, Trial
@@ -126,7 +127,7 @@ class TaskTuner:
     def best(self) -> Trial | None:
         return best_trial(self.history, self.space)
 
-    def tune_round(self, size: int, measurer) -> dict | None:
+    def tune_round(self, size: int, measurer: Measurer) -> dict | None:
         """Propose `size` new programs, measure and record them, learn from them; returns the
         round's record, or None when the space has nothing new to offer."""
         if not self._replayed:
@@ -166,20 +167,20 @@ class TaskTuner:
         self.round_index += 1
         return record
 
-    def result(self, wall_s: float, measurer=None) -> TuneResult:
+    def result(self, wall_s: float, measurer: Measurer | None = None) -> TuneResult:
         """The best program so far, checked against the untuned PrimFunc (run where `measurer`
-        runs programs, if it can say what they output; else here)."""
+        runs programs; on this machine without one)."""
         best = self.best
         best_applied = self.space.apply(best.program) if best else None
         check = (check_against_untuned(self.task, best_applied.mod, self.config.check_rtol, self.config.check_atol,
-                                       self.seed, getattr(measurer, "outputs", None)) if best_applied else None)
+                                       self.seed, measurer.outputs if measurer else None) if best_applied else None)
         return TuneResult(self.task, best, best_applied, len(self.history), self.new_trials,
                           sum(not t.ok for t in self.history), self.space.valid_rate, wall_s, check,
                           self.store.skipped_lines, self.rounds)
 
 
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
-              progress: bool = True, measurer=None, warm_start: list | None = None) -> TuneResult:
+              progress: bool = True, measurer: Measurer | None = None, warm_start: list | None = None) -> TuneResult:
     """Tune until `trials` are recorded in `work_dir`. `measurer` defaults to a LocalMeasurer;
     a ReplayMeasurer answers from earlier records instead. `warm_start`: (schedule, seconds) of
     programs measured elsewhere, for the cost model to learn first (EvolutionarySearch.warm_start;
@@ -236,7 +237,7 @@ def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
 
 
 def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
-               progress: bool = True, measurer=None) -> TasksResult:
+               progress: bool = True, measurer: Measurer | None = None) -> TasksResult:
     """Tune `tasks` until `trials` are recorded for them in `work_dir`, in rounds of
     min(trials_per_round, trials / number of tasks) handed out by the task scheduler."""
     start = time.perf_counter()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from minansor.cli import main
-from minansor.measure.local import MeasureResult
+from minansor.measure.measurer import MeasureResult
 from minansor.space.program import Program
 from minansor.records import RecordStore
 from minansor.replay import ReplayMeasurer, decision_distance

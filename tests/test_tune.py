@@ -72,7 +72,7 @@ def test_tune_op_cli_prints_a_table_and_json(tmp_path, capsys):
 
 
 def test_same_seed_and_same_recorded_measurements_give_the_same_search(tmp_path, fast_config):
-    from minansor.measure.local import MeasureResult
+    from minansor.measure.measurer import MeasureResult
     from minansor.replay import ReplayMeasurer
 
     config = dataclasses.replace(fast_config, population=24, generations=2, min_fresh_random=8,

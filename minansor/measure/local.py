@@ -27,26 +27,8 @@ from ..config import SearchConfig
 from ..tasks.targets import cross_compiler, device_type, settle_main_thread
 from ..tasks.task import ArgSpec, Task
 from ..tir.layout_rewrite import kernel
-
-
-@dataclass(frozen=True)
-class MeasureResult:
-    latencies_s: tuple[float, ...] | None  # one per timed repeat
-    error: str | None
-    build_s: float = 0.0
-    run_s: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def median_s(self) -> float:
-        if not self.latencies_s:
-            return float("inf")
-        ordered = sorted(self.latencies_s)
-        mid = len(ordered) // 2
-        return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+from .measurer import MeasureResult
+from .verify import run_locally
 
 
 ArgTuple = tuple[str, tuple[int, ...], str, bool]  # an ArgSpec's fields, cheap to send to a worker
@@ -198,6 +180,10 @@ class LocalMeasurer:
     def measure_programs(self, task: Task, applied: list, seed: int = 0) -> list[MeasureResult]:
         """Measure applied programs (anything with a `.mod`)."""
         return self.measure(task, [a.mod for a in applied], seed)
+
+    def outputs(self, task: Task, mod: tvm.IRModule, inputs: list) -> list:
+        """One call of `mod` on this machine: the output arguments, for the numerical check."""
+        return run_locally(task, mod, inputs)
 
     def close(self) -> None:
         self._build_pool.shutdown()
