@@ -55,7 +55,7 @@ class SklearnModel:
         return self.regressor.predict(self._rows(features))
 
 
-COST_MODELS["sklearn-gbr"] = lambda rng, min_samples: SklearnModel(rng, min_samples)
+COST_MODELS["sklearn-gbr"] = lambda rng, config: SklearnModel(rng, config.model_min_samples)
 
 
 def main(argv: list[str] | None = None) -> int:

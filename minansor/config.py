@@ -22,6 +22,7 @@ class SearchConfig:
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join
     max_innermost_tile: int = 64  # largest innermost split factor
     tile_sampling: str = "per_prime"  # or "uniform" over all factorizations (see annotate.py)
+    tile_sampling_attempts: int = 100  # per-prime draws of one tile before falling back to uniform
     parallel_extent_per_core: int = 16  # fuse outer loops until extent >= this x cores
     max_vector_length: int = 64  # random annotation vectorizes an innermost loop up to this extent
     vector_preferred_loops: int = 1  # innermost spatial loops random annotation fuses into one vector
@@ -38,6 +39,7 @@ class SearchConfig:
     search: str = "evolutionary"
     trials_per_round: int = 64  # candidates built and measured together
     max_sample_attempts: int = 20  # tries per wanted program before a round gives up
+    breeding_attempts: int = 4  # draws per wanted child before a generation stops short
     population: int = 192
     generations: int = 4
     mutation_probability: float = 0.85
@@ -54,6 +56,15 @@ class SearchConfig:
     cost_model: str = "xgb"
     features: str = "minansor"  # or "tvm" (TVM's PerStoreFeature)
     model_min_samples: int = 32  # measured programs before the model is trusted
+    # XGBoost (cost_model.XGBModel); its own seed matters only if sampling is turned on, which
+    # these parameters leave off: the search's randomness is the one numpy Generator.
+    xgb_max_depth: int = 10
+    xgb_eta: float = 0.2
+    xgb_gamma: float = 0.001
+    xgb_min_child_weight: float = 0.0
+    xgb_max_rounds: int = 300
+    xgb_early_stopping_rounds: int = 50
+    xgb_seed: int = 43
     share_cost_model: bool = True  # networks: one model for all tasks (see cost_model.SharedModel)
 
     # --- networks: the graph tasks come from (network.py) ---

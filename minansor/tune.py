@@ -249,7 +249,7 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     recorded = sum(len(history) for history in by_task.values())
     # The shared model and the scheduler each get a stream of their own, spawned from the one seed.
     model_rng, scheduler_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, recorded]).spawn(2))
-    shared = (SharedModel(make_cost_model(config.cost_model, model_rng, config.model_min_samples))
+    shared = (SharedModel(make_cost_model(model_rng, config))
               if config.share_cost_model and config.search == "evolutionary" else None)
     tuners = [TaskTuner(task, config, store, seed, by_task[task.name], shared.for_task(task.name) if shared else None)
               for task in tasks]

@@ -60,7 +60,7 @@ def validate(config: SearchConfig) -> SearchConfig:
         raise UserError(f"fusion levels {config.fusion_levels} must lie in 1..{n_spatial_levels - 1}")
     positive = ("max_innermost_tile", "parallel_extent_per_core", "max_vector_length", "vector_preferred_loops",
                 "trials_per_round",
-                "max_sample_attempts", "number", "repeat", "build_workers", "population",
+                "max_sample_attempts", "breeding_attempts", "tile_sampling_attempts", "xgb_max_rounds", "number", "repeat", "build_workers", "population",
                 "scheduler_backward_window", "refine_parents", "refine_draws", "remeasure_turns")
     for name in positive:
         if getattr(config, name) < 1:

@@ -111,7 +111,7 @@ def test_xgb_pack_sum_learns_an_easy_ranking():
     rng = np.random.default_rng(0)
     programs = [rng.uniform(0, 1, size=(int(rng.integers(1, 4)), 6)).astype(np.float32) for _ in range(200)]
     costs = np.array([1.0 / (1.0 + 5 * p[:, 0].sum()) for p in programs])  # faster with more of feature 0
-    model = XGBModel(np.random.default_rng(1), min_samples=10)
+    model = XGBModel(np.random.default_rng(1), dataclasses.replace(SearchConfig(), model_min_samples=10))
     model.update(programs[:150], costs[:150])
     predicted = model.predict(programs[150:])
     assert rank_correlation(predicted, normalized_throughput(costs[150:])) > 0.6

@@ -15,6 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
+from ..config import SearchConfig
+
 
 class CostModel(Protocol):
     def update(self, features: list[np.ndarray], costs: np.ndarray) -> None: ...
@@ -51,16 +53,16 @@ class RandomModel:
 
 
 class XGBModel:
-    """Pack-sum XGBoost regression of normalized throughput."""
+    """Pack-sum XGBoost regression of normalized throughput, with the `xgb_*` parameters of the config."""
 
-    def __init__(self, rng: np.random.Generator, min_samples: int = 32, max_rounds: int = 300,
-                 early_stopping: int = 50):
+    def __init__(self, rng: np.random.Generator, config: SearchConfig):
         self.rng = rng
-        self.min_samples = min_samples
-        self.max_rounds = max_rounds
-        self.early_stopping = early_stopping
-        self.params = {"max_depth": 10, "gamma": 0.001, "min_child_weight": 0, "eta": 0.2, "seed": 43,
-                       "nthread": 1, "disable_default_eval_metric": 1, "base_score": 0.0}
+        self.min_samples = config.model_min_samples
+        self.max_rounds = config.xgb_max_rounds
+        self.early_stopping = config.xgb_early_stopping_rounds
+        self.params = {"max_depth": config.xgb_max_depth, "gamma": config.xgb_gamma,
+                       "min_child_weight": config.xgb_min_child_weight, "eta": config.xgb_eta,
+                       "seed": config.xgb_seed, "nthread": 1, "disable_default_eval_metric": 1, "base_score": 0.0}
         self.booster = None
 
     @property
@@ -147,18 +149,19 @@ class TaskModel:
         return self.shared.model.predict(features)
 
 
-# (the search's random stream, measured programs needed before training) -> a fresh model.
-CostModelFactory = Callable[[np.random.Generator, int], CostModel]
+# (the search's random stream, the config: its model_min_samples and the model's own fields) -> a fresh model.
+CostModelFactory = Callable[[np.random.Generator, SearchConfig], CostModel]
 
 # SearchConfig.cost_model names one of these; register another by adding it (examples/custom_cost_model.py).
 COST_MODELS: dict[str, CostModelFactory] = {
-    "xgb": lambda rng, min_samples: XGBModel(rng, min_samples=min_samples),
-    "random": lambda rng, min_samples: RandomModel(rng),
+    "xgb": XGBModel,
+    "random": lambda rng, config: RandomModel(rng),
 }
 
 
-def make_cost_model(name: str, rng: np.random.Generator, min_samples: int) -> CostModel:
-    return COST_MODELS[name](rng, min_samples)
+def make_cost_model(rng: np.random.Generator, config: SearchConfig) -> CostModel:
+    """The model `config.cost_model` names."""
+    return COST_MODELS[config.cost_model](rng, config)
 
 
 def rank_correlation(predicted: np.ndarray, measured: np.ndarray) -> float:

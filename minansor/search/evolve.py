@@ -38,7 +38,7 @@ class EvolutionarySearch:
         """`model`: a model shared with other tasks (see cost_model.SharedModel); by default
         the search trains its own."""
         self.space, self.config, self.rng = space, config, rng
-        self.model = model or make_cost_model(config.cost_model, rng, config.model_min_samples)
+        self.model = model or make_cost_model(rng, config)
         self.extract = make_extractor(config.features, space.task)
         self.weights = parse_weights(config.mutators)
         self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)
@@ -200,7 +200,7 @@ class EvolutionarySearch:
         cache = {a.program.key(): a for a in population}
         children: list[Applied] = []
         with self.clock.phase("evolution"):
-            for _ in range(self.config.population * 4):
+            for _ in range(self.config.population * self.config.breeding_attempts):
                 if len(children) == self.config.population:
                     break
                 child = self._child(population, probabilities, cache)

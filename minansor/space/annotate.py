@@ -44,13 +44,15 @@ def divisors(n: int) -> tuple[int, ...]:
     return tuple(sorted(set(small + [n // d for d in small])))
 
 
-def sample_tile(knob: Knob, rng: np.random.Generator, how: str) -> tuple[int, ...]:
+def sample_tile(knob: Knob, rng: np.random.Generator, how: str, attempts: int = 100) -> tuple[int, ...]:
     """"uniform": uniform over all factorizations (Ansor's FillTileSize). "per_prime": each prime
     factor of the extent goes to a level drawn uniformly (MetaSchedule's perfect-tile sampling),
-    which favours balanced tiles; measured here to give much faster random programs (README)."""
+    which favours balanced tiles; measured here to give much faster random programs (README).
+    A per-prime draw whose innermost factor is too large is drawn again, `attempts` times at
+    most, then the draw is uniform over the factorizations that fit."""
     if how == "per_prime":
         primes = _prime_factors(knob.extent)
-        for _ in range(100):
+        for _ in range(attempts):
             factors = [1] * knob.parts
             for p in primes:
                 factors[int(rng.integers(knob.parts))] *= p
@@ -63,9 +65,9 @@ def sample_tile(knob: Knob, rng: np.random.Generator, how: str) -> tuple[int, ..
 
 
 def sample_knob(knob: Knob, preferred: Sequence | None, rng: np.random.Generator,
-                tile_sampling: str = "per_prime") -> Any:
+                tile_sampling: str = "per_prime", attempts: int = 100) -> Any:
     if knob.is_tile:
-        return sample_tile(knob, rng, tile_sampling)
+        return sample_tile(knob, rng, tile_sampling, attempts)
     options = tuple(preferred) if preferred else knob.choices
     return options[rng.integers(len(options))]
 
@@ -74,7 +76,8 @@ def random_program(mod: tvm.IRModule, sketches: list[Sketch], sketch_index: int,
                    rng: np.random.Generator) -> Applied:
     """One random program of one sketch; raises `InvalidProgram` when TVM rejects it."""
     return materialize(mod, sketches, sketch_index,
-                       lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling))
+                       lambda knob, preferred: sample_knob(knob, preferred, rng, config.tile_sampling,
+                                                           config.tile_sampling_attempts))
 
 
 def _prime_factors(n: int) -> list[int]:
