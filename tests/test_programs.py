@@ -67,3 +67,18 @@ def test_decisions_outside_a_knob_domain_are_rejected():
         space.apply(broken)
     with pytest.raises(InvalidProgram):
         space.apply(Program.make(0, {**decisions, "unknown knob": 1}))
+
+
+def test_the_unchecked_schedule_methods_stay_inside_the_search():
+    from tvm.s_tir import Schedule
+
+    from minansor.tir.analysis import unchecked_schedule_methods
+
+    assert hasattr(Schedule.split, "__wrapped__")  # TVM's type check, as anyone else gets it
+    with unchecked_schedule_methods():
+        assert not hasattr(Schedule.split, "__wrapped__")
+        with unchecked_schedule_methods():  # nesting changes nothing
+            assert not hasattr(Schedule.split, "__wrapped__")
+        assert not hasattr(Schedule.split, "__wrapped__")
+    SearchSpace(make_task("gemm-32x48x16"), SearchConfig()).random(np.random.default_rng(0))
+    assert hasattr(Schedule.split, "__wrapped__")

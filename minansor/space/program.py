@@ -14,6 +14,7 @@ from typing import Any
 import tvm
 from tvm.s_tir import Schedule
 
+from ..tir.analysis import unchecked_schedule_methods
 from .sketch import Sketch
 from .steps import Decide, InvalidProgram, Knob, Tensorize
 
@@ -81,15 +82,16 @@ def materialize(mod: tvm.IRModule, sketches: list[Sketch], index: int, decide: D
         knobs.append(knob)
         return value
 
-    for step in sketches[index].all_steps:
-        if isinstance(step, Tensorize) and untensorized is None:
-            untensorized = sch.mod
-        try:
-            step.apply(sch, recording)
-        except InvalidProgram:
-            raise
-        except Exception as err:  # a ScheduleError or any other refusal from TVM
-            raise InvalidProgram(f"{step.describe()}: {str(err).strip().splitlines()[-1]}") from None
+    with unchecked_schedule_methods():
+        for step in sketches[index].all_steps:
+            if isinstance(step, Tensorize) and untensorized is None:
+                untensorized = sch.mod
+            try:
+                step.apply(sch, recording)
+            except InvalidProgram:
+                raise
+            except Exception as err:  # a ScheduleError or any other refusal from TVM
+                raise InvalidProgram(f"{step.describe()}: {str(err).strip().splitlines()[-1]}") from None
     return Applied(Program.make(index, decisions), sch, tuple(knobs), untensorized)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import tvm
@@ -16,18 +17,21 @@ from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 SPATIAL, REDUCTION = "S", "R"
 
-def _use_unchecked_schedule_methods() -> None:
-    """TVM wraps every `Schedule` method in a Python argument type check that costs about
-    eight times the call itself (3 ms instead of 29 ms to apply a conv program). Our steps pass
-    well-typed arguments by construction, so the search calls the methods unwrapped; TVM still
-    validates every primitive in C++."""
-    for name, attr in list(vars(Schedule).items()):
-        inner = getattr(attr, "__wrapped__", None)
-        if inner is not None:
-            setattr(Schedule, name, inner)
-
-
-_use_unchecked_schedule_methods()
+@contextmanager
+def unchecked_schedule_methods() -> Iterator[None]:
+    """Within this block, `Schedule` methods skip TVM's Python argument type check, which costs
+    about eight times the call itself (3 ms instead of 29 ms to apply a conv program). The steps
+    pass well-typed arguments by construction, and TVM still validates every primitive in C++.
+    It patches the class, so it is scoped to the search's own walks over steps and restored
+    after them: schedules built outside it (MetaSchedule's, a user's) keep their checks."""
+    wrapped = {name: attr for name, attr in vars(Schedule).items() if hasattr(attr, "__wrapped__")}
+    for name, attr in wrapped.items():
+        setattr(Schedule, name, attr.__wrapped__)
+    try:
+        yield
+    finally:
+        for name, attr in wrapped.items():
+            setattr(Schedule, name, attr)
 
 _ITER_KIND = {0: SPATIAL, 2: REDUCTION}
 
