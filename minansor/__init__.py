@@ -21,7 +21,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       annotate.py          random annotation: tile factorizations and knob sampling
       search_space.py      SearchSpace: a task's sketches, random and replayed programs
     model/                 the learned cost model
-      features.py          per-store program features (ours, named and versioned) or TVM's
+      features.py          per-store program features (ours, each column named) or TVM's
       cost_model.py        XGBoost pack-sum on normalized throughput; a random model; rank correlation
     search/                search strategies over a space, guided by a model
       trace.py             the search trace: per-round population, validity, time split by phase

@@ -101,6 +101,20 @@ def test_features_are_named_finite_and_differ_between_programs():
     assert one.shape != two.shape or not np.allclose(one, two)
 
 
+def test_a_feature_row_refuses_an_unknown_name_a_repeat_and_a_gap():
+    row = features.FeatureRow()
+    with pytest.raises(KeyError, match="not a feature"):
+        row.set(vector_extnet=1.0)
+    row.set(vector_extent=1.0)
+    with pytest.raises(KeyError, match="set twice"):
+        row.set(vector_extent=2.0)
+    with pytest.raises(KeyError, match="never set"):
+        row.array()
+    full = features.FeatureRow()
+    full.set(**{name: float(i) for i, name in enumerate(features.FEATURE_NAMES)})
+    assert list(full.array()) == list(range(len(features.FEATURE_NAMES)))
+
+
 def test_tvm_feature_set_is_selectable():
     extract = features.make_extractor("tvm", _SPACE.task)
     matrix = extract(_random(0))

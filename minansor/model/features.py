@@ -4,7 +4,9 @@ As in Ansor, a program is described store by store: for every `BufferStore` in t
 TIR, one row of numbers about the work it does, the loops around it and the memory it touches.
 The cost model scores rows and sums them per program ("pack-sum").
 
-The row is defined once, in `FEATURE_NAMES` (bump `FEATURE_VERSION` when it changes):
+The row is defined once, in `FEATURE_NAMES`, and built by `FeatureRow`, which refuses a name
+not in it and a row that misses one. No record stores features: records hold programs, and
+features are computed from them by the code that reads them, so two versions never mix.
 
 - computation: arithmetic operations executed by this store, by kind;
 - loops: vector / unroll / parallel extents, auto-unroll depth, loop count, trip counts;
@@ -33,7 +35,6 @@ from tvm.s_tir.stmt import SBlock, SBlockRealize
 
 from ..tir.layout_rewrite import PACKING_ATTR
 
-FEATURE_VERSION = 1
 ACCESS_SLOTS = 5
 CURVE_POINTS = 10
 CACHE_LINE_BYTES = 64
@@ -53,6 +54,30 @@ FEATURE_NAMES: tuple[str, ...] = (
     + tuple(f"intensity_curve_{i}" for i in range(CURVE_POINTS))
     + ALLOCATION_FEATURES
 )
+
+
+class FeatureRow:
+    """One store's row under construction: every name of `FEATURE_NAMES` set exactly once."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def set(self, **values: float) -> None:
+        for name, value in values.items():
+            if name not in _FEATURE_INDEX:
+                raise KeyError(f"{name!r} is not a feature (FEATURE_NAMES)")
+            if name in self.values:
+                raise KeyError(f"feature {name!r} set twice")
+            self.values[name] = value
+
+    def array(self) -> np.ndarray:
+        missing = [name for name in FEATURE_NAMES if name not in self.values]
+        if missing:
+            raise KeyError(f"features never set: {', '.join(missing)}")
+        return np.array([self.values[name] for name in FEATURE_NAMES], dtype=np.float32)
+
+
+_FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 
 def _log(x: float) -> float:
@@ -267,12 +292,13 @@ def _loop_env(ctx: StoreContext, inside_from: int) -> dict[str, tuple[int, int]]
 def store_features(ctx: StoreContext) -> np.ndarray:
     loops = ctx.loops
     trips = math.prod(l.extent for l in loops)
-    row: dict[str, float] = {name: _log(ctx.counts.get(name, 0) * trips) for name in COMPUTE_FEATURES}
+    row = FeatureRow()
+    row.set(**{name: _log(ctx.counts.get(name, 0) * trips) for name in COMPUTE_FEATURES})
 
     vector = [l for l in loops if l.kind == int(tirx.ForKind.VECTORIZED)]
     parallel = [l for l in loops if l.kind == int(tirx.ForKind.PARALLEL)]
     unrolled = [l for l in loops if l.kind == int(tirx.ForKind.UNROLLED)]
-    row.update(
+    row.set(
         vector_extent=_log(math.prod(l.extent for l in vector)) if vector else 0.0,
         vector_is_innermost=float(bool(loops) and loops[-1].kind == int(tirx.ForKind.VECTORIZED)),
         unroll_extent=_log(math.prod(l.extent for l in unrolled)) if unrolled else 0.0,
@@ -296,7 +322,7 @@ def store_features(ctx: StoreContext) -> np.ndarray:
         footprints = [_footprint(access, env) for env in envs]
         unique_per_level += np.array(footprints, dtype=float) * access.dtype_bytes
         if slot >= ACCESS_SLOTS:
-            continue
+            continue  # counted in the intensity curve only
         prefix = f"access{slot}_"
         moved = trips * access.dtype_bytes
         unique = footprints[0] * access.dtype_bytes
@@ -310,7 +336,7 @@ def store_features(ctx: StoreContext) -> np.ndarray:
         inner_stride_elems = stride if stride else 1
         lines = unique / CACHE_LINE_BYTES if inner_stride_elems * access.dtype_bytes < CACHE_LINE_BYTES \
             else footprints[0]
-        row.update({
+        row.set(**{
             prefix + "present": 1.0,
             prefix + "is_write": float(access.is_write),
             prefix + "is_read": float(access.is_read or any(l.is_reduction for l in loops) and access.is_write),
@@ -327,14 +353,17 @@ def store_features(ctx: StoreContext) -> np.ndarray:
             prefix + "bytes_per_unique_byte": _log(moved / max(unique, 1)),
         })
 
+    for slot in range(len(ranked), ACCESS_SLOTS):
+        row.set(**{f"access{slot}_{name}": 0.0 for name in ACCESS_FEATURES})
+
     ops = sum(ctx.counts.values())
     levels = np.arange(len(loops) + 1)
     inner_trips = np.array([math.prod(l.extent for l in loops[level:]) for level in levels], dtype=float)
     intensity = ops * inner_trips / np.maximum(unique_per_level, 1.0)
     curve = np.interp(np.linspace(0, len(loops), CURVE_POINTS), levels, intensity)
-    row.update({f"intensity_curve_{i}": _log(v) for i, v in enumerate(curve)})
-    row.update(writes_cache_buffer=float(ctx.writes_cache), cache_buffer_bytes=_log(ctx.cache_bytes))
-    return np.array([row.get(name, 0.0) for name in FEATURE_NAMES], dtype=np.float32)
+    row.set(**{f"intensity_curve_{i}": _log(v) for i, v in enumerate(curve)})
+    row.set(writes_cache_buffer=float(ctx.writes_cache), cache_buffer_bytes=_log(ctx.cache_bytes))
+    return row.array()
 
 
 def extract(mod: tvm.IRModule) -> np.ndarray:
