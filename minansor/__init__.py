@@ -5,7 +5,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
 
     config.py, errors.py   SearchConfig: every choice of the search in one frozen object; UserError
     tir/                   TensorIR the search reads and writes
-      analysis.py          read-only questions about TIR blocks and loops
+      analysis.py          read-only questions about TIR blocks and loops; the one statement walker
       layout_rewrite.py    constant weights packed in the order the tiles read them; the kernel that is timed
       vnni.py              the VNNI dot product (vpdpbusd) as a tensor intrinsic; which blocks it fits
     tasks/                 what is tuned, and where
@@ -21,6 +21,8 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       annotate.py          random annotation: tile factorizations and knob sampling
       search_space.py      SearchSpace: a task's sketches, random and replayed programs
     model/                 the learned cost model
+      intervals.py         interval arithmetic over TIR index expressions
+      stores.py            the stores of a scheduled PrimFunc with their loops, bindings, accesses, operations
       features.py          per-store program features (ours, each column named) or TVM's
       cost_model.py        XGBoost pack-sum on normalized throughput; a random model; rank correlation
     search/                search strategies over a space, guided by a model

@@ -17,8 +17,8 @@ features are computed from them by the code that reads them, so two versions nev
   resampled to `CURVE_POINTS` points;
 - allocation: does the store write a scheduled cache buffer, and how large it is.
 
-Everything comes from interval arithmetic over the loop nest, computed by the code below; all
-counts are log2(1 + x)-scaled. `extract_tvm` wraps TVM's own `PerStoreFeature` (164 values) as
+Everything comes from interval arithmetic over the loop nest (intervals.py) of the stores that
+stores.py collects; all counts are log2(1 + x)-scaled. `extract_tvm` wraps TVM's own `PerStoreFeature` (164 values) as
 the alternative feature set.
 """
 
@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import tvm
 from tvm import tirx
-from tvm.s_tir.stmt import SBlock, SBlockRealize
 
-from ..tir.layout_rewrite import PACKING_ATTR
+from .intervals import interval
+from .stores import Access, StoreContext, collect_stores
 
 ACCESS_SLOTS = 5
 CURVE_POINTS = 10
@@ -82,180 +81,6 @@ _FEATURE_INDEX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
 def _log(x: float) -> float:
     return math.log2(1.0 + max(x, 0.0))
-
-
-# ---------------------------------------------------------------- interval arithmetic over TIR
-
-
-_OPS = {tirx.Add: "+", tirx.Sub: "-", tirx.Mul: "*", tirx.FloorDiv: "//", tirx.FloorMod: "%", tirx.Min: "min",
-        tirx.Max: "max"}
-
-
-def compile_index(expr) -> tuple:
-    """An integer TIR expression as nested tuples, so it can be evaluated many times without
-    going back to TVM: ("c", value) | ("v", name) | (op, a, b). Anything else counts as 0."""
-    if isinstance(expr, tirx.IntImm):
-        return ("c", int(expr.value))
-    if isinstance(expr, tirx.Var):
-        return ("v", expr.name)
-    if isinstance(expr, tirx.Cast):
-        return compile_index(expr.value)
-    op = _OPS.get(type(expr))
-    if op is None:
-        return ("c", 0)
-    return (op, compile_index(expr.a), compile_index(expr.b))
-
-
-def interval(node: tuple, env: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """Bounds of a compiled expression when every variable ranges over its interval in `env`
-    (unknown variables count as 0)."""
-    op = node[0]
-    if op == "c":
-        return node[1], node[1]
-    if op == "v":
-        return env.get(node[1], (0, 0))
-    (alo, ahi), (blo, bhi) = interval(node[1], env), interval(node[2], env)
-    if op == "+":
-        return alo + blo, ahi + bhi
-    if op == "-":
-        return alo - bhi, ahi - blo
-    if op == "*":
-        products = (alo * blo, alo * bhi, ahi * blo, ahi * bhi)
-        return min(products), max(products)
-    if op == "min":
-        return min(alo, blo), min(ahi, bhi)
-    if op == "max":
-        return max(alo, blo), max(ahi, bhi)
-    if blo != bhi or blo <= 0:  # schedules only divide by positive constants
-        return 0, 0
-    if op == "//":
-        return alo // blo, ahi // blo
-    if ahi - alo + 1 >= blo or alo // blo != ahi // blo:
-        return 0, blo - 1
-    return alo % blo, ahi % blo
-
-
-# ---------------------------------------------------------------- walking the loop nest
-
-
-@dataclass(frozen=True)
-class Loop:
-    name: str
-    extent: int
-    kind: int  # tirx.ForKind
-    auto_unroll: int
-    is_reduction: bool  # drives a reduction iterator of the block below it
-
-
-@dataclass
-class Access:
-    buffer: str
-    shape: tuple[int, ...]
-    dtype_bytes: int
-    indices: list  # compiled index expressions
-    is_write: bool
-    is_read: bool = False
-
-
-@dataclass
-class StoreContext:
-    loops: list[Loop]
-    bindings: dict  # block iterator name -> compiled expression over loop variables
-    accesses: list[Access] = field(default_factory=list)
-    counts: dict[str, float] = field(default_factory=dict)
-    writes_cache: bool = False
-    cache_bytes: float = 0.0
-
-
-def _dtype_bytes(dtype) -> int:
-    return max(tvm.runtime.DataType(str(dtype)).bits // 8, 1)
-
-
-def _buffer_shape(buffer) -> tuple[int, ...]:
-    return tuple(int(d) if isinstance(d, tirx.IntImm) else 1 for d in buffer.shape)
-
-
-_BINARY_KIND = {tirx.Add: "add_sub", tirx.Sub: "add_sub", tirx.Mul: "mul", tirx.Div: "div_mod",
-                tirx.FloorDiv: "div_mod", tirx.FloorMod: "div_mod", tirx.Mod: "div_mod", tirx.Min: "min_max",
-                tirx.Max: "min_max", tirx.LT: "compare_select", tirx.LE: "compare_select",
-                tirx.GT: "compare_select", tirx.GE: "compare_select", tirx.EQ: "compare_select",
-                tirx.NE: "compare_select"}
-
-
-def _count_ops(expr, ctx: StoreContext) -> None:
-    """Tally the operations of a stored value, and collect the buffers it reads."""
-    if isinstance(expr, tvm.ir.TensorLoad):
-        ctx.accesses.append(Access(expr.source.name, _buffer_shape(expr.source), _dtype_bytes(expr.source.dtype),
-                                   [compile_index(i) for i in expr.indices], is_write=False, is_read=True))
-        return  # index arithmetic is address computation, not work
-    kind = _BINARY_KIND.get(type(expr))
-    if kind is not None:
-        operand_is_float = str(expr.a.ty).startswith("float")
-        name = f"float_{kind}" if operand_is_float else "int_ops"
-        ctx.counts[name] = ctx.counts.get(name, 0) + 1
-    elif isinstance(expr, tirx.Select) or (isinstance(expr, tvm.ir.Call) and expr.op.name.endswith("if_then_else")):
-        ctx.counts["float_compare_select"] = ctx.counts.get("float_compare_select", 0) + 1
-    elif isinstance(expr, tvm.ir.Call):
-        ctx.counts["float_math_call"] = ctx.counts.get("float_math_call", 0) + 1
-    for attr in ("a", "b", "value", "condition", "true_value", "false_value"):
-        sub = getattr(expr, attr, None)
-        if isinstance(sub, tvm.ir.Expr):
-            _count_ops(sub, ctx)
-    for sub in getattr(expr, "args", None) or ():
-        if isinstance(sub, tvm.ir.Expr):
-            _count_ops(sub, ctx)
-
-
-def collect_stores(func: tirx.PrimFunc) -> list[StoreContext]:
-    """One context per BufferStore: the loops around it, the block bindings, its accesses."""
-    stores: list[StoreContext] = []
-    cache_buffers: dict[str, int] = {}
-
-    def visit(node, loops: list[Loop], bindings: dict, reduction_vars: set[str]) -> None:
-        if isinstance(node, tirx.SeqStmt):
-            for child in node.seq:
-                visit(child, loops, bindings, reduction_vars)
-        elif isinstance(node, tirx.For):
-            annotations = dict(node.annotations)
-            auto_unroll = int(annotations.get("pragma_auto_unroll_max_step", 0))
-            loop = Loop(node.loop_var.name, int(node.extent), int(node.kind), auto_unroll, False)
-            visit(node.body, loops + [loop], bindings, reduction_vars)
-        elif isinstance(node, SBlockRealize):
-            block = node.block
-            if PACKING_ATTR in block.annotations:
-                return  # packing a constant happens at compile time, never in the measured kernel
-            inner = dict(bindings)
-            reducing: set[str] = set()
-            for iv, value in zip(block.iter_vars, node.iter_values):
-                inner[iv.var.name] = compile_index(value)
-                if int(iv.iter_type) == 2:
-                    reducing |= {v.name for v in tirx.analysis.undefined_vars(value)}
-            for buf in block.alloc_buffers:
-                if str(buf.scope()) != "global":
-                    cache_buffers[buf.name] = math.prod(_buffer_shape(buf)) * _dtype_bytes(buf.dtype)
-            marked = [Loop(l.name, l.extent, l.kind, l.auto_unroll, l.name in reducing) for l in loops]
-            if block.init is not None:
-                visit(block.init, marked, inner, reducing)
-            visit(block.body, marked, inner, reducing)
-        elif isinstance(node, SBlock):
-            visit(node.body, loops, bindings, reduction_vars)
-        elif isinstance(node, tirx.BufferStore):
-            ctx = StoreContext(loops, bindings)
-            ctx.accesses.append(Access(node.buffer.name, _buffer_shape(node.buffer), _dtype_bytes(node.buffer.dtype),
-                                       [compile_index(i) for i in node.indices], is_write=True))
-            _count_ops(node.value, ctx)
-            if node.buffer.name in cache_buffers:
-                ctx.writes_cache, ctx.cache_bytes = True, cache_buffers[node.buffer.name]
-            stores.append(ctx)
-        elif isinstance(node, tirx.IfThenElse):
-            visit(node.then_case, loops, bindings, reduction_vars)
-            if node.else_case is not None:
-                visit(node.else_case, loops, bindings, reduction_vars)
-        elif hasattr(node, "body"):
-            visit(node.body, loops, bindings, reduction_vars)
-
-    visit(func.body, [], {}, set())
-    return stores
 
 
 # ---------------------------------------------------------------- features of one store

@@ -8,6 +8,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import tvm
 from tvm import tirx
@@ -39,24 +40,32 @@ _ITER_KIND = {0: SPATIAL, 2: REDUCTION}
 _EXPENSIVE_CALLS = ("exp", "log", "sqrt", "rsqrt", "pow", "tanh", "sigmoid", "erf", "fmod")
 
 
-def walk(node) -> Iterator:
-    """Every statement below `node`, pre-order (TVM 0.27 has no Python statement visitor)."""
-    yield node
+def _children(node) -> tuple:
     if isinstance(node, tirx.SeqStmt):
-        for child in node.seq:
-            yield from walk(child)
-    elif isinstance(node, SBlockRealize):
-        yield from walk(node.block)
-    elif isinstance(node, SBlock):
-        if node.init is not None:
-            yield from walk(node.init)
-        yield from walk(node.body)
-    elif isinstance(node, tirx.IfThenElse):
-        yield from walk(node.then_case)
-        if node.else_case is not None:
-            yield from walk(node.else_case)
-    elif hasattr(node, "body") and isinstance(node.body, tirx.Stmt):
-        yield from walk(node.body)
+        return tuple(node.seq)
+    if isinstance(node, SBlockRealize):
+        return (node.block,)
+    if isinstance(node, SBlock):
+        return (node.body,) if node.init is None else (node.init, node.body)
+    if isinstance(node, tirx.IfThenElse):
+        return (node.then_case,) if node.else_case is None else (node.then_case, node.else_case)
+    if hasattr(node, "body") and isinstance(node.body, tirx.Stmt):
+        return (node.body,)
+    return ()
+
+
+def walk_nested(node, ancestors: tuple = ()) -> Iterator[tuple[Any, tuple]]:
+    """(statement, the statements around it, outermost first) for every statement below `node`,
+    pre-order: the one walker over TIR statements (TVM 0.27 has no Python statement visitor)."""
+    yield node, ancestors
+    inner = ancestors + (node,)
+    for child in _children(node):
+        yield from walk_nested(child, inner)
+
+
+def walk(node) -> Iterator:
+    """Every statement below `node`, pre-order."""
+    return (stmt for stmt, _ in walk_nested(node))
 
 
 def block_names(sch: Schedule) -> list[str]:
