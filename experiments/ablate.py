@@ -40,7 +40,7 @@ from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
 from minansor.validation import with_overrides  # noqa: E402
 from minansor.errors import UserError  # noqa: E402
-from minansor.network import estimated_latency_curve  # noqa: E402
+from minansor.network.tuning import estimated_latency_curve  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
 from minansor.replay import FALLBACKS, ReplayMeasurer  # noqa: E402

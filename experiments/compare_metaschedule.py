@@ -42,7 +42,7 @@ from minansor.compare import (Comparison, compare_network, compare_task, geometr
 from minansor.config import SearchConfig
 from minansor.validation import with_overrides
 from minansor.errors import NoValidProgram
-from minansor.models import load_model
+from minansor.network.models import load_model
 from minansor.tasks.workloads import YOLO_LAYERS, make_task
 
 SUITES = {

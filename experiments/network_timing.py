@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
-from minansor.network import run_library  # noqa: E402
+from minansor.network.run import run_library  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
 

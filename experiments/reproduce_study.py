@@ -152,7 +152,7 @@ def study_input(args) -> np.ndarray:
 
 def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str]):
     """PyTorch eager and onnxruntime, timed on one input the way the TVM rows are."""
-    from minansor.network import median_time
+    from minansor.network.run import median_time
 
     x = study_input(args)
     for precision, runtime, forward in runtimes:
@@ -169,7 +169,9 @@ def library_path(args, precision: str, budget: int) -> str:
 
 def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row]):
     """Untuned TVM, then TVM + minansor at every budget, continuing one record directory."""
-    from minansor.network import build, check_against_reference, optimize_for, run, tune_network, vm_forward
+    from minansor.network.graph import optimize_for
+    from minansor.network.run import build, check_against_reference, run, vm_forward
+    from minansor.network.tuning import tune_network
 
     done = {r.key for r in rows}
     inputs = [spec.random(np.random.default_rng(args.seed)) for spec in network.inputs]
@@ -207,7 +209,7 @@ def retime(rows: list[Row], runtimes: list[tuple[str, str, Callable]], args) -> 
     builds, tuned rows without a kept library) keep their one timing."""
     from tqdm import tqdm
 
-    from minansor.network import median_time, run_library
+    from minansor.network.run import median_time, run_library
     from minansor.tasks.targets import resolve_target
 
     x, target = study_input(args), resolve_target("cpu")
@@ -381,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         save()
 
-    from minansor.models import from_onnx, from_torch
+    from minansor.network.models import from_onnx, from_torch
 
     model = prepare_model(args)
     args.num_classes = model.num_classes

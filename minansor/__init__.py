@@ -45,10 +45,14 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
     validation.py          a SearchConfig checked against every registry it names
     tune.py                the tuning loops: one task, or a network's tasks sharing one budget
   applications of the tuner:
-    int8.py                quantized (QDQ) convs rewritten into uint8 x int8 -> int32 arithmetic
     plots.py               matplotlib without a display
-    network.py             graph optimization, task extraction, tuned build, end-to-end timing
-    models.py              networks from ONNX, torch.export (.pt2), PyTorch modules, built-ins (entry points)
+    network/               whole networks in TVM Relax
+      int8.py              quantized (QDQ) convs rewritten into uint8 x int8 -> int32 arithmetic
+      graph.py             a network, and the graph pipeline that fuses it into PrimFuncs
+      extract.py           task extraction: one task per distinct fused PrimFunc, weighted by its calls
+      run.py               the build with tuned records, end-to-end timing, the check against the source
+      tuning.py            the whole job: tune, build, export, time, check, plot
+      models.py            networks from ONNX, torch.export (.pt2), PyTorch modules, built-ins (entry points)
     metaschedule.py        MetaSchedule's builder and runner under minansor's timeouts
     report.py              `minansor report`: plots and a summary of a work dir
     compare.py             side by side with stock MetaSchedule, per task or per network

@@ -123,8 +123,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_tune_model(args) -> int:
-    from .models import load_model
-    from .network import tune_network
+    from .network.models import load_model
+    from .network.tuning import tune_network
 
     if args.trials < 1:
         raise UserError("--trials must be at least 1")

@@ -29,7 +29,9 @@ from .errors import NoValidProgram, UserError
 from .measure.local import LocalMeasurer
 from .measure.peak import fp32_peak_gflops
 from .measure.verify import check_against_untuned
-from .network import Network, build, check_against_reference, run, tune_network
+from .network.graph import Network
+from .network.run import build, check_against_reference, run
+from .network.tuning import tune_network
 from .plots import pyplot, save
 from .records import RecordStore
 from .report import markdown_table

@@ -33,7 +33,7 @@ class SearchConfig:
     layout_rewrite: str = "always"  # constant inputs of tiled blocks packed in tile order: always, optional, off
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
     vnni: bool = True  # int8 multiply-accumulates as VNNI dot products (vnni.py) where the target has them
-    vnni_padding: bool = True  # with vnni: int8 conv channels rounded up to whole 16 x 4 tiles in the graph (int8.py)
+    vnni_padding: bool = True  # with vnni: int8 conv channels rounded up to whole 16 x 4 tiles in the graph (network/int8.py)
 
     # --- the search strategy ---
     search: str = "evolutionary"
@@ -67,7 +67,7 @@ class SearchConfig:
     xgb_seed: int = 43
     share_cost_model: bool = True  # networks: one model for all tasks (see cost_model.SharedModel)
 
-    # --- networks: the graph tasks come from (network.py) ---
+    # --- networks: the graph tasks come from (network/graph.py) ---
     data_layout: str = "NHWC"  # activations: NHWC (channels innermost) or NCHW as imported (data_layout.py)
 
     # --- the task scheduler (networks; see scheduler.py) ---

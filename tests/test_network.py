@@ -10,10 +10,12 @@ import tvm
 from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
-from minansor import network as nw
+from minansor.network.extract import extract_tasks
+from minansor.network.graph import graph_summary, optimize
+from minansor.network.run import build, check_against_reference, run
 from minansor.cli import main
 from minansor.config import SearchConfig
-from minansor.models import load_model
+from minansor.network.models import load_model
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +24,16 @@ def convnet():
 
 
 def test_graph_optimization_folds_batch_norm_and_fuses(convnet):
-    before = nw.graph_summary(convnet.mod)
-    fused = nw.optimize(convnet.mod, "NCHW")
-    after = nw.graph_summary(fused)
+    before = graph_summary(convnet.mod)
+    fused = optimize(convnet.mod, "NCHW")
+    after = graph_summary(fused)
     assert before["operator calls"] >= 12 and before["PrimFuncs"] == 0
     assert after["operator calls"] == 0 and after["PrimFunc calls"] == 6 and after["PrimFuncs"] == 5
     assert not any("batch_norm" in gv.name_hint for gv in fused.functions)
 
 
 def test_tasks_are_distinct_fused_functions_weighted_by_calls(convnet):
-    tasks = nw.extract_tasks(nw.optimize(convnet.mod, "NCHW"))
+    tasks = extract_tasks(optimize(convnet.mod, "NCHW"))
     by_name = {t.name: t for t in tasks}
     assert sum(t.weight for t in tasks) == 6 and len(tasks) == 5
     repeated = [t for t in tasks if t.weight == 2]
@@ -43,15 +45,15 @@ def test_tasks_are_distinct_fused_functions_weighted_by_calls(convnet):
 
 
 def test_nhwc_keeps_the_activations_channels_last_from_the_input_to_the_outputs(convnet):
-    fused = nw.optimize(convnet.mod, "NHWC")
+    fused = optimize(convnet.mod, "NHWC")
     called = [b.value.args[0].name_hint for b in fused["main"].body.blocks[0].bindings
               if isinstance(b.value, relax.Call) and b.value.op.name == "relax.call_tir"]
     transposes = [name for name in called if "transpose" in name]
     assert len(transposes) == 2  # the input into NHWC, the output back to NCHW: nothing in between
     assert not any("leaky" in name for name in called) and sum("maximum" in name for name in called) == 3
     inputs = [convnet.inputs[0].random(np.random.default_rng(0))]
-    timing = nw.run(nw.build(fused)[0], inputs, repeats=1)
-    check = nw.check_against_reference(convnet, timing.outputs, inputs, SearchConfig())
+    timing = run(build(fused)[0], inputs, repeats=1)
+    check = check_against_reference(convnet, timing.outputs, inputs, SearchConfig())
     assert check.ok and check.max_abs_error < 1e-5
 
 
@@ -64,7 +66,7 @@ def test_a_function_with_no_decision_is_reported_not_tuned():
         with bb.dataflow():
             out = bb.emit_output(bb.emit_te(topi.add, x, relax.const(1.0, "float32")))
         bb.emit_func_output(out)
-    tasks = nw.extract_tasks(nw.optimize(bb.get()))
+    tasks = extract_tasks(optimize(bb.get()))
     assert len(tasks) == 1 and tasks[0].task is None and tasks[0].skipped.startswith("nothing to tune")
 
 
@@ -87,11 +89,11 @@ def test_onnx_model_builds_and_matches_onnxruntime(tmp_path):
     _onnx_convnet(path)
     network = load_model(path)
     assert network.source == "onnx" and network.inputs[0].shape == (1, 3, 16, 16)
-    fused = nw.optimize(network.mod, "NCHW")
-    assert len(nw.extract_tasks(fused)) == 2  # conv + BN + leaky ReLU, max pool
+    fused = optimize(network.mod, "NCHW")
+    assert len(extract_tasks(fused)) == 2  # conv + BN + leaky ReLU, max pool
     inputs = [network.inputs[0].random(np.random.default_rng(0))]
-    timing = nw.run(nw.build(fused)[0], inputs, repeats=1)
-    assert nw.check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
+    timing = run(build(fused)[0], inputs, repeats=1)
+    assert check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
 
 
 def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
@@ -144,5 +146,5 @@ def test_a_saved_torch_export_program_loads_and_matches_pytorch(tmp_path):
     network = load_model(path)
     assert network.name == "tiny" and network.source == "pytorch" and network.inputs[0].shape == (1, 3, 8, 8)
     inputs = [network.inputs[0].random(np.random.default_rng(0))]
-    timing = nw.run(nw.build(nw.optimize(network.mod))[0], inputs, repeats=1)
-    assert nw.check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
+    timing = run(build(optimize(network.mod))[0], inputs, repeats=1)
+    assert check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok

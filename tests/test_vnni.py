@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tvm import relax
 
-from minansor import network
+from minansor.network.extract import extract_tasks
+from minansor.network.graph import optimize_for
 from minansor.config import SearchConfig
 from minansor.model.features import FEATURE_NAMES, extract
 from minansor.tir.layout_rewrite import kernel, packed_shapes
@@ -124,18 +125,18 @@ def _weight_shape(task) -> tuple[int, ...]:
 
 
 def _conv_task(fused: tvm.IRModule):
-    (task,) = [t.task for t in network.extract_tasks(fused, CPU) if t.task is not None and "conv2d" in t.name]
+    (task,) = [t.task for t in extract_tasks(fused, CPU) if t.task is not None and "conv2d" in t.name]
     return task
 
 
 @needs_vnni
 def test_unaligned_channels_are_padded_into_the_constant_weight_and_change_nothing():
     mod = _qdq_conv(3, 20, 3, 1, 8, 0)  # the first layer's 3 input channels; 20 = 16 + 4 outputs
-    padded = network.optimize_for(mod, CONFIG)
+    padded = optimize_for(mod, CONFIG)
     task = _conv_task(padded)
     assert _weight_shape(task) == (3, 3, REDUCTION, 2 * LANES)  # HWIO, a layout-free constant
     assert all(TileForIntrinsic("conv2d_nhwc", VNNI_INTRIN) in s.steps for s in SearchSpace(task, CONFIG).sketches)
-    unpadded = network.optimize_for(mod, dataclasses.replace(CONFIG, vnni=False))
+    unpadded = optimize_for(mod, dataclasses.replace(CONFIG, vnni=False))
     assert _weight_shape(_conv_task(unpadded)) == (3, 3, 3, 20)
     x = np.random.default_rng(1).uniform(-0.7, 4.0, (1, 3, 8, 8)).astype(np.float32)
 
@@ -150,7 +151,7 @@ def test_unaligned_channels_are_padded_into_the_constant_weight_and_change_nothi
 @given(st.sampled_from([1, 3, 6]), st.sampled_from([8, 20, 75]), st.sampled_from([1, 3]), st.sampled_from([1, 2]),
        st.integers(4, 7), st.integers(0, 2**16))
 def test_any_padded_int8_conv_tensorizes_and_equals_the_untuned_one_exactly(cin, cout, k, stride, size, seed):
-    task = _conv_task(network.optimize_for(_qdq_conv(cin, cout, k, stride, size, seed), CONFIG))
+    task = _conv_task(optimize_for(_qdq_conv(cin, cout, k, stride, size, seed), CONFIG))
     space = SearchSpace(task, CONFIG)
     (applied,) = _valid(space, 1, seed)
     assert any(isinstance(step, TileForIntrinsic) for step in space.sketches[applied.program.sketch].steps)

@@ -11,9 +11,10 @@ import tvm
 from PIL import Image
 from tvm import relax
 
-from minansor import network
-from minansor.int8 import QUANTIZED_ATOL, count_integer_conv2d, integer_conv2d, is_quantized
-from minansor.models import randomize_batchnorm, from_onnx
+from minansor.measure.verify import compare_outputs
+from minansor.network.graph import optimize
+from minansor.network.int8 import QUANTIZED_ATOL, count_integer_conv2d, integer_conv2d, is_quantized
+from minansor.network.models import randomize_batchnorm, from_onnx
 from yolo.data import SYNTHETIC_CLASSES, make_synthetic_voc
 from yolo.metrics import Detections
 from yolo.model import YoloV4Tiny
@@ -56,13 +57,13 @@ def test_int8_model_runs_integer_convs_in_tvm_and_matches_onnxruntime(int8_onnx)
     assert count_integer_conv2d(integer_conv2d()(net.mod)) == (21, 0)
     x = np.random.default_rng(1).random((1, 3, SIZE, SIZE), dtype=np.float32)
     want = net.reference([x])
-    fused = network.optimize(net.mod)
+    fused = optimize(net.mod)
     convs = [f for gv, f in fused.functions_items() if gv.name_hint.startswith("fused_conv2d")]
     assert len(convs) >= 18 and all("int8" in {str(p.dtype) for p in f.params} for f in convs)
     got = _run(fused, x)
     # an activation within float rounding of a step boundary may round the other way than in
     # onnxruntime (the exactness of the rewrite itself is the next test's)
-    check = network.compare_outputs(["p5", "p4"], want, got, 1e-3, QUANTIZED_ATOL, "onnxruntime")
+    check = compare_outputs(["p5", "p4"], want, got, 1e-3, QUANTIZED_ATOL, "onnxruntime")
     assert check.ok, check.detail
 
 

@@ -40,7 +40,7 @@ def conv2d_bias_act(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1
 
 
 def quantized_conv2d(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1) -> list[te.Tensor]:
-    """A conv layer as the int8 network runs it (int8.py), NHWC: uint8 activations times int8
+    """A conv layer as the int8 network runs it (network/int8.py), NHWC: uint8 activations times int8
     HWIO weights, accumulated in int32, then back to float with a scale per output channel, a
     bias (which here also stands for the zero-point correction) and leaky ReLU."""
     data = te.placeholder((1, h, w, cin), "uint8", name="data")

@@ -19,7 +19,7 @@ block is the packing stage:
 - the numerical check packs the weights with the program's own packing stage (`pack_inputs`)
   and compares the kernel's outputs with the untuned program's on the original weights;
 - a network splits the stage out (`relax.transform.SplitLayoutRewritePreproc`) and folds it
-  into its constants at compile time (network.py).
+  into its constants at compile time (network/run.py).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import warnings
 from typing import Callable
 
 import numpy as np
-from .errors import UserError
-from .network import InputSpec, Network
+from ..errors import UserError
+from .graph import InputSpec, Network
 
 
 @contextlib.contextmanager

@@ -1,0 +1,127 @@
+"""A network in TVM Relax, and the graph-level pipeline that turns it into fused PrimFuncs.
+
+Weights are bound as constants, so the pipeline can fold them; with int8 the quantized convs
+become integer arithmetic (int8.py), padded to whole VNNI tiles where the target has VNNI.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import tvm
+from tvm import relax, tirx
+
+from ..config import SearchConfig
+from ..data_layout import DATA_LAYOUTS, convert_data_layout
+from ..tasks.targets import resolve_target
+from ..tir.vnni import LANES, REDUCTION, has_vnni
+from .int8 import integer_conv2d
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+    def random(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.uniform(0.0, 1.0, self.shape).astype(self.dtype)
+
+
+@dataclass
+class Network:
+    """An imported model: its Relax module (weights bound as constants), its inputs, and the
+    source framework's forward function for the numerical check."""
+
+    name: str
+    mod: tvm.IRModule
+    inputs: tuple[InputSpec, ...]
+    reference: Callable[[list[np.ndarray]], list[np.ndarray]]
+    source: str  # "onnx" | "pytorch"
+
+
+Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
+
+
+def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
+                 channel_multiples: tuple[int, int] = (1, 1)) -> Passes:
+    """The graph-level pipeline, as (what it does, the pass), in order."""
+    return [
+        # First: folding constants would turn the int8 weights of a QDQ model back into float.
+        ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
+        ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
+        ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
+        ("fold constants", relax.transform.FoldConstant),
+        *([(f"convert the activations to {data_layout}", lambda: convert_data_layout(data_layout))]
+          if DATA_LAYOUTS[data_layout] else []),
+        ("legalize operators to TIR", relax.transform.LegalizeOps),
+        ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
+        ("fold constants", relax.transform.FoldConstant),
+        ("fuse operators", relax.transform.FuseOps),
+        ("fuse TIR", relax.transform.FuseTIR),
+        ("remove dead code", relax.transform.DeadCodeElimination),
+        # Every PrimFunc argument that is a constant at its call marked layout-free, so a schedule
+        # may store it packed (layout_rewrite.py). A function called with constants at one site and
+        # not at another is duplicated; every function gets a new name.
+        *([("mark constant arguments layout-free", relax.transform.AttachAttrLayoutFreeBuffers)]
+          if layout_free else []),
+    ]
+
+
+# After the records are applied: each packing stage split out of its kernel, run on the
+# constants at compile time and dropped, so the deployed network carries packed weights.
+PACK_CONSTANTS: Passes = [
+    ("split packing stages from their kernels", relax.transform.SplitLayoutRewritePreproc),
+    ("pack the constants", relax.transform.FoldConstant),
+    ("remove the packing functions", relax.transform.DeadCodeElimination),
+]
+
+
+def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True,
+             channel_multiples: tuple[int, int] = (1, 1)) -> tvm.IRModule:
+    """The graph-level pipeline (`graph_passes`): quantized convs made integer (their channels
+    rounded up to `channel_multiples`), BN folded into conv, constants folded, activations in
+    `data_layout`, operators lowered to TIR and fused into one PrimFunc per fused group; with
+    `layout_free`, constant arguments marked as such."""
+    passes = graph_passes(data_layout, layout_free, channel_multiples)
+    return tvm.transform.Sequential([make() for _, make in passes])(mod)
+
+
+def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu") -> tvm.IRModule:
+    """`optimize` with the data layout and layout rewrite `config` asks for, and int8 channels
+    padded to whole VNNI tiles where `config` asks for it and the search will use VNNI on `target`."""
+    vnni = config.vnni and config.vnni_padding and has_vnni(resolve_target(target))
+    return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
+                    channel_multiples=(LANES, REDUCTION) if vnni else (1, 1))
+
+
+def main_bindings(mod: tvm.IRModule):
+    for block in mod["main"].body.blocks:
+        yield from block.bindings
+
+
+def callee(call: relax.Call) -> str | None:
+    """The PrimFunc a call_tir calls, or None for any other call."""
+    if isinstance(call.op, tvm.ir.Op) and call.op.name == "relax.call_tir":
+        return call.args[0].name_hint
+    return None
+
+
+def graph_summary(mod: tvm.IRModule) -> dict[str, int]:
+    """Counts that show what graph optimization did: operators called by main, calls of
+    PrimFuncs, and the PrimFuncs themselves."""
+    ops: Counter = Counter()
+    tir_calls = 0
+    for binding in main_bindings(mod):
+        value = binding.value
+        if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.Op):
+            if callee(value) is None:
+                ops[value.op.name] += 1
+            else:
+                tir_calls += 1
+    prim_funcs = sum(isinstance(f, tirx.PrimFunc) for f in mod.functions.values())
+    return {"operator calls": sum(ops.values()), "distinct operators": len(ops), "PrimFunc calls": tir_calls,
+            "PrimFuncs": prim_funcs}
