@@ -37,8 +37,11 @@ import sys
 from tqdm import tqdm
 
 from minansor.cli import format_table
-from minansor.compare import (Comparison, compare_network, compare_task, geometric_mean_ratio, markdown,
-                              network_markdown, plot_curves, remeasure_comparison, seeds_markdown, table_rows)
+from minansor.compare.network import compare_network
+from minansor.compare.report import (geometric_mean_ratio, markdown, network_markdown, plot_curves, seeds_markdown,
+                                     table_rows)
+from minansor.compare.results import Comparison
+from minansor.compare.task import compare_task, remeasure_comparison
 from minansor.config import SearchConfig
 from minansor.validation import with_overrides
 from minansor.errors import NoValidProgram

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
-from minansor.compare import numpy_sgemm_gflops  # noqa: E402
+from minansor.compare.remeasure import numpy_sgemm_gflops  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import physical_cores  # noqa: E402
 

@@ -31,8 +31,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.compare_metaschedule import RESULTS, SUITES, machine, rewrite_suffix, seed_suffix  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
-from minansor.compare import (as_compared, geometric_mean, geometric_mean_interval, metaschedule_best,  # noqa: E402
-                              minansor_best, remeasure)
+from minansor.compare.metaschedule_runs import metaschedule_best  # noqa: E402
+from minansor.compare.remeasure import remeasure  # noqa: E402
+from minansor.compare.report import geometric_mean, geometric_mean_interval  # noqa: E402
+from minansor.compare.task import as_compared, minansor_best  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.workloads import make_task  # noqa: E402

@@ -55,7 +55,13 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       models.py            networks from ONNX, torch.export (.pt2), PyTorch modules, built-ins (entry points)
     metaschedule.py        MetaSchedule's builder and runner under minansor's timeouts
     report.py              `minansor report`: plots and a summary of a work dir
-    compare.py             side by side with stock MetaSchedule, per task or per network
+    compare/               side by side with stock MetaSchedule, per task or per network
+      results.py           what a comparison found: each tuner's run, per task and per network
+      metaschedule_runs.py stock tune_tir under minansor's timeouts; its best program read back
+      remeasure.py         best programs re-measured side by side; numpy's sgemm as a ceiling
+      task.py              one task: both tuners from nothing, then the side-by-side re-measurement
+      network.py           one network: tune_network against tune_relax, both builds timed alternately
+      report.py            tables, geometric means and their intervals, plots
     explain.py             `minansor explain`: the best program, its decisions and its lineage
     cli.py                 the `minansor` command
 """

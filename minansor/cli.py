@@ -109,7 +109,8 @@ def cmd_tune_op(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import compare_task, table_rows
+    from .compare.report import table_rows
+    from .compare.task import compare_task
 
     task = make_task(args.workload, args.target)
     if args.trials < 1:

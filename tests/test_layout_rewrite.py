@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from minansor.space.annotate import factorizations
-from minansor.compare import as_compared
+from minansor.compare.task import as_compared
 from minansor.config import SearchConfig
 from minansor.tir.layout_rewrite import kernel, pack_inputs, packed_shapes
 from minansor.space.program import Program, apply_program, materialize

@@ -15,7 +15,8 @@ from tvm.s_tir import meta_schedule as ms
 
 from helpers import run_in_own_process
 from minansor.cli import main
-from minansor.compare import geometric_mean_interval, start_afresh
+from minansor.compare.report import geometric_mean_interval
+from minansor.compare.task import start_afresh
 from minansor.records import RecordStore
 from minansor.tasks.task import Task
 from minansor.tune import tune_task
@@ -123,7 +124,7 @@ def test_compare_without_a_valid_program_says_so_in_one_line_and_keeps_both_reco
     crashing = Task.from_te("crash-64", [a, te.compute((64,), lambda i: a[i] + tirx.call_extern("float32", "abort"),
                                                        name="B")])
     monkeypatch.setattr("minansor.cli.make_task", lambda name, target: crashing)
-    monkeypatch.setattr("minansor.compare.ms.tune_tir",
+    monkeypatch.setattr("minansor.compare.metaschedule_runs.ms.tune_tir",
                         lambda mod, target, work_dir, **kwargs: ms.database.JSONDatabase(work_dir=work_dir))
     code = main(["compare", "crash-64", "--trials", "2", "--work-dir", str(tmp_path), "--no-progress",
                  "--set", "trials_per_round=2"])

@@ -10,7 +10,7 @@ target's CPU (16 floats with AVX-512). The accumulators stay in registers only a
 array: TVM allocates a buffer of scope "local", or of 1 KiB or more, from a heap workspace,
 and then every FMA stores to memory (measured: 2.7x slower).
 
-numpy's sgemm (OpenBLAS, compare.py) is the other yardstick: a vendor GEMM, what a hand-tuned
+numpy's sgemm (OpenBLAS, compare/remeasure.py) is the other yardstick: a vendor GEMM, what a hand-tuned
 library reaches in practice.
 
 The int8 peak is the same experiment with VNNI's `vpdpbusd` (vnni.py) in place of the FMA: 64
