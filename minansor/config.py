@@ -17,6 +17,8 @@ class SearchConfig:
     cpu_sketch_rules: tuple[str, ...] = ("always_inline", "add_rfactor", "add_cache_write",
                                          "multi_level_tiling_with_vnni", "multi_level_tiling_with_fusion",
                                          "multi_level_tiling", "skip_stage")
+    gpu_sketch_rules: tuple[str, ...] = ("always_inline", "inline_injective", "gpu_multi_level_tiling",
+                                         "cross_thread_reduction", "skip_stage")
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
     gpu_tile_structure: str = "SSSRRSRS"  # Ansor's GPU tiling: blockIdx, vthread, threadIdx, ... (space/gpu_rules.py)
     fusion_levels: tuple[int, ...] = (1, 2)  # tile levels a single elementwise consumer may join

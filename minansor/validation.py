@@ -21,6 +21,7 @@ from .search.mutate import parse_weights
 from .search.strategies import STRATEGIES
 from .space.annotate import TILE_SAMPLINGS
 from .space.cpu_rules import LAYOUT_REWRITES, SKETCH_RULES
+from .space.gpu_rules import GPU_SKETCH_RULES
 
 
 def _one_of(value: str, names: Iterable[str], what: str) -> None:
@@ -47,9 +48,11 @@ def validate(config: SearchConfig) -> SearchConfig:
     if config.refine_share + config.eps_greedy > 1.0:
         raise UserError("refine_share + eps_greedy must not exceed 1")
     parse_weights(config.mutators)
-    unknown_rules = [name for name in config.cpu_sketch_rules if name not in SKETCH_RULES]
-    if unknown_rules:
-        raise UserError(f"unknown sketch rule(s) {', '.join(unknown_rules)}; choose from {', '.join(SKETCH_RULES)}")
+    for names, registry, which in ((config.cpu_sketch_rules, SKETCH_RULES, "CPU"),
+                                   (config.gpu_sketch_rules, GPU_SKETCH_RULES, "GPU")):
+        unknown = [name for name in names if name not in registry]
+        if unknown:
+            raise UserError(f"unknown {which} sketch rule(s) {', '.join(unknown)}; choose from {', '.join(registry)}")
     if set(config.cpu_tile_structure) - {"S", "R"} or "S" not in config.cpu_tile_structure:
         raise UserError(f"tile structure {config.cpu_tile_structure!r} must be made of S and R and contain S")
     if set(config.gpu_tile_structure) - {"S", "R"} or not config.gpu_tile_structure.startswith("SSS"):

@@ -225,8 +225,14 @@ def cross_thread_reduction(d: Derivation, block: str, config: SearchConfig) -> t
     return Outcome.APPLY_AND_SKIP_REST, [d.then(CrossThreadReduction(block, config.gpu_thread_choices))]
 
 
-GPU_RULES: tuple[Rule, ...] = (always_inline, inline_injective, gpu_multi_level_tiling, cross_thread_reduction,
-                               skip_stage)
+# Every GPU rule by name. SearchConfig.gpu_sketch_rules lists the ones in use, in the order they
+# are tried; register another by adding it here.
+GPU_SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
+    always_inline, inline_injective, gpu_multi_level_tiling, cross_thread_reduction, skip_stage)}
+
+
+def gpu_rules(config: SearchConfig) -> tuple[Rule, ...]:
+    return tuple(GPU_SKETCH_RULES[name] for name in config.gpu_sketch_rules)
 
 
 def gpu_annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:

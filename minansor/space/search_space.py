@@ -21,7 +21,7 @@ def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sket
     """The sketches of `mod` under the CPU rules (cpu_rules.py), or the GPU rules (gpu_rules.py)."""
     if gpu:
         return [Sketch(d.steps, gpu_rules.gpu_annotation_steps(d, config))
-                for d in derive(mod, config, gpu_rules.GPU_RULES)]
+                for d in derive(mod, config, gpu_rules.gpu_rules(config))]
     return [Sketch(d.steps, cpu_rules.annotation_steps(d, config))
             for d in derive(mod, config, cpu_rules.cpu_rules(config))]
 
