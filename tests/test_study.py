@@ -27,6 +27,12 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
                     ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
                     ("int8", "TVM + minansor", 2)}
     assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 for r in rows)
+    # every runtime of a precision computes the same detections, so the same mAP as its baseline
+    baseline = {("fp32", "PyTorch eager"), ("int8", "onnxruntime")}
+    for precision in ("fp32", "int8"):
+        reference = next(r["map_all_point"] for r in rows if (r["precision"], r["runtime"]) in baseline
+                         and r["precision"] == precision)
+        assert all(abs(r["map_all_point"] - reference) <= 0.05 for r in rows if r["precision"] == precision)
     text = open(report + ".md").read()
     assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in text
     # the tuned rows stand beside PyTorch and onnxruntime, and each task beside the measured peak

@@ -103,8 +103,13 @@ def test_compare_runs_both_tuners_and_remeasures_their_best(tmp_path, capsys):
     done = _minansor(["compare", "gemm-16x16x16", "--trials", "4", "--work-dir", str(tmp_path), "--no-progress",
                       "--set", "trials_per_round=4", "--set", "min_repeat_ms=1", "--set", "repeat=1"] + QUICK_REMEASURE)
     assert done.returncode == 0, done.stderr[-2000:]
-    ratio = float(done.stdout.strip().splitlines()[-1].split(":")[1].split()[0])
-    assert ratio > 0
+    lines = done.stdout.strip().splitlines()
+    ratio = float(lines[-1].split(":")[1].split()[0])
+    # the table's row: task, trials, minansor ms, MetaSchedule ms, ratio, ...; both re-measured
+    row = next(line.split() for line in lines if line.startswith("gemm-16x16x16"))
+    ours_ms, theirs_ms = float(row[2]), float(row[3])
+    assert 0 < ours_ms < math.inf and 0 < theirs_ms < math.inf and row[-1] == "ok"
+    assert float(row[4]) == ratio and abs(ratio - ours_ms / theirs_ms) <= 0.0005 + 0.0011 * ratio  # 4 digits each
     assert (tmp_path / "minansor" / "trials.jsonl").exists()
     assert (tmp_path / "metaschedule" / "database_tuning_record.json").exists()
     # again into the same work dir: MetaSchedule would start from its old records, so it is refused

@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from yolo.data import (SYNTHETIC_CLASSES, VOC_CLASSES, VOCDataset, augment, horizontal_flip, hsv_jitter, letterbox,
-                       make_synthetic_voc, mosaic, read_annotation, unletterbox)
+from yolo.data import (COLORS, SYNTHETIC_CLASSES, VOC_CLASSES, VOCDataset, augment, horizontal_flip, hsv_jitter,
+                       letterbox, make_synthetic_voc, mosaic, read_annotation, unletterbox)
 
 
 @pytest.fixture(scope="module")
@@ -27,9 +27,22 @@ def test_synthetic_set_has_the_voc_layout_and_partitioned_splits(synthetic):
     boxes = sample.truth.boxes
     assert len(boxes) >= 1 and np.all(boxes[:, 2] > boxes[:, 0]) and np.all(boxes[:, 3] > boxes[:, 1])
     assert np.all(boxes[:, 2] < sample.image.shape[1]) and np.all(boxes[:, 3] < sample.image.shape[0])
-    # the objects are really drawn: pixels inside a box differ from the background statistics
     objects = sum(len(splits["train"][i].truth.boxes) for i in range(len(splits["train"])))
     assert objects >= 16 and len({int(c) for i in range(16) for c in splits["train"][i].truth.classes}) >= 5
+    # the objects are really drawn where their boxes say, in their class's colour: the centre of
+    # the top-most (last drawn) filled shape of every image shows that colour, not the background
+    checked = 0
+    for i in range(len(splits["train"])):
+        sample = splits["train"][i]
+        color, shape = SYNTHETIC_CLASSES[int(sample.truth.classes[-1])].split("-")
+        x1, y1, x2, y2 = (int(v) for v in sample.truth.boxes[-1])
+        if shape == "ring" or min(x2 - x1, y2 - y1) < 12:
+            continue
+        cx, cy = (x1 + x2) // 2, (y1 + y2) // 2
+        centre = sample.image[cy - 1:cy + 2, cx - 1:cx + 2].reshape(-1, 3).mean(axis=0)
+        assert np.abs(centre - np.array(COLORS[color])).max() < 45, (i, color, shape, centre)
+        checked += 1
+    assert checked >= 5
 
 
 def test_reader_handles_difficult_one_based_pixels_and_unknown_classes(tmp_path):

@@ -18,7 +18,7 @@ def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     rows = []
     for r in results:
         a, b = r.minansor, r.metaschedule
-        rows.append([r.task, r.trials, f"{a.best_ms:.3f}", f"{b.best_ms:.3f}", f"{r.ratio:.3f}",
+        rows.append([r.task, r.trials, f"{a.best_ms:.4g}", f"{b.best_ms:.4g}", f"{r.ratio:.3f}",
                      f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}",
                      f"{100 * r.gflops(a) / r.peak_gflops:.0f} / {100 * r.gflops(b) / r.peak_gflops:.0f}",
                      f"{100 * r.gflops(a) / r.numpy_sgemm_gflops:.0f} / {100 * r.gflops(b) / r.numpy_sgemm_gflops:.0f}",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 # Search phases first, then measurement: the order of the report's stacked bars.
@@ -21,15 +21,16 @@ PHASES = ("sampling", "evolution", "features", "model", "build", "run")
 
 
 class Stopwatch:
-    """Seconds spent per phase, exclusive of nested phases."""
+    """Seconds spent per phase, exclusive of nested phases, read from `clock`."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._stack: list[str] = []
         self._mark = 0.0
+        self._clock = clock
 
     def _charge(self) -> None:
-        now = time.perf_counter()
+        now = self._clock()
         if self._stack:
             self.seconds[self._stack[-1]] += now - self._mark
         self._mark = now
