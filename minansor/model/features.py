@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import tvm
 from tvm import tirx
 
+from ..space.program import Applied
+from ..tasks.task import Task
 from .intervals import interval
 from .stores import Access, StoreContext, collect_stores
 
@@ -202,7 +205,16 @@ def extract(mod: tvm.IRModule) -> np.ndarray:
 # ---------------------------------------------------------------- feature sets
 
 
-def tvm_extractor(task) -> Callable:
+Extractor = Callable[[Applied], np.ndarray]  # an applied program -> its feature matrix, one row per store
+
+
+class FeatureSet(Protocol):
+    """What `SearchConfig.features` names: made once per task, then asked for every program."""
+
+    def __call__(self, task: Task) -> Extractor: ...
+
+
+def tvm_extractor(task: Task) -> Extractor:
     """TVM's PerStoreFeature (Ansor's 164 features, computed in C++ by MetaSchedule)."""
     from tvm.s_tir import meta_schedule as ms
 
@@ -217,16 +229,15 @@ def tvm_extractor(task) -> Callable:
     return extract_one
 
 
-def minansor_extractor(task) -> Callable:
+def minansor_extractor(task: Task) -> Extractor:
     """Our features (FEATURE_NAMES), read from the scheduled TIR (a tensorized block as the
     loop nest it computes: `Applied.modeled`)."""
     return lambda applied: extract(applied.modeled)
 
 
-# SearchConfig.features names one of these: task -> (applied program -> feature matrix, one row
-# per store). Register another by adding it (examples/add_feature.py).
-FEATURE_SETS: dict[str, Callable] = {"minansor": minansor_extractor, "tvm": tvm_extractor}
+# SearchConfig.features names one of these. Register another by adding it (examples/add_feature.py).
+FEATURE_SETS: dict[str, FeatureSet] = {"minansor": minansor_extractor, "tvm": tvm_extractor}
 
 
-def make_extractor(name: str, task) -> Callable:
+def make_extractor(name: str, task: Task) -> Extractor:
     return FEATURE_SETS[name](task)
