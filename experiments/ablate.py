@@ -5,15 +5,17 @@ the replay runner so that a whole grid runs in minutes without touching hardware
     python experiments/ablate.py --tasks gemm-512x512x512 --seeds 0,1,2,3,4 --budgets 64,200
     python experiments/ablate.py --only default,"crossover on" --variant "pop 96=population=96"
 
-1. The pool: real measurements of the tasks on this machine (--pool; measured first if it has
-   fewer than --pool-trials trials: half by the default search, half by random search, so that
-   it covers more than one search's path).
+1. The pool: real measurements of the tasks on this machine (--pool), by runs that no variant
+   under test repeats: the default search and random search at --pool-seeds, which must differ
+   from --seeds (a variant's own seed-0 run in the pool would replay itself exactly and look
+   better than it is). Measured first where a run has fewer than its share of --pool-trials.
 2. Every variant x seed tunes the tasks to the largest budget with a ReplayMeasurer on the pool:
    a program the pool measured gets its recorded latency, any other the latency of the nearest
    recorded program of its sketch (replay.decision_distance). Results say so, with the counts.
 3. The table: per variant and budget, the mean +- standard deviation over seeds of the estimated
    latency (sum over tasks of weight x best latency; for one task its best latency), and the
-   ratio to the default; the plot: mean curves. experiments/results/ablate-<name>.{md,png,json}.
+   ratio to the default, and the share of each variant's measurements the pool answered
+   exactly; the plot: mean curves. experiments/results/ablate-<name>.{md,png,json}.
 
 A replayed ablation ranks search choices by how well they find the good programs *of the pool*;
 confirm a winner with real measurements (compare_metaschedule.py --set ...).
@@ -76,14 +78,19 @@ def slug(label: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-")
 
 
-def fill_pool(tasks, config: SearchConfig, pool: str, trials: int, progress: bool) -> None:
-    """Real measurements: the default search to half of `trials`, random search to all of it."""
-    have = len(RecordStore(pool).load())
-    if have >= trials:
-        return
-    print(f"measuring the pool on this machine: {pool} ({have} of {trials} trials)", flush=True)
-    tune_tasks(tasks, config, pool, trials // 2, seed=0, progress=progress)
-    tune_tasks(tasks, dataclasses.replace(config, search="random"), pool, trials, seed=0, progress=progress)
+def fill_pool(tasks, config: SearchConfig, pool: str, trials: int, seeds: list[int], progress: bool) -> list[str]:
+    """Real measurements, `trials` in all: the default search and random search at each of
+    `seeds`, an equal share each, every run in its own directory under `pool`; returns them."""
+    runs = {f"{source}-seed{seed}": (dataclasses.replace(config, search=source), seed)
+            for source in ("evolutionary", "random") for seed in seeds}
+    share = max(1, trials // len(runs))
+    for label, (run_config, seed) in runs.items():
+        work = os.path.join(pool, label)
+        have = len(RecordStore(work).load())
+        if have < share:
+            print(f"measuring the pool on this machine: {work} ({have} of {share} trials)", flush=True)
+            tune_tasks(tasks, run_config, work, share, seed=seed, progress=progress)
+    return [os.path.join(pool, label) for label in runs]
 
 
 def latency_at(curve: list[tuple[int, float]], budget: int) -> float:
@@ -149,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help="comma-separated variants of the default grid to run (default: all)")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=FIELD=VALUE[;FIELD=VALUE]",
                         help="an extra variant (repeatable)")
-    parser.add_argument("--pool", help="records to replay (default work_dirs/ablate/<name>/pool)")
+    parser.add_argument("--pool", help="a run's records to replay as they are, made at seeds other than --seeds "
+                                       "(default: measure a pool in work_dirs/ablate/<name>/pool)")
     parser.add_argument("--pool-trials", type=int, default=400, help="real measurements in the pool (default 400)")
+    parser.add_argument("--pool-seeds", default="100,101",
+                        help="seeds of the pool's runs, none of them in --seeds (default 100,101)")
     parser.add_argument("--fallback", choices=FALLBACKS, default="nearest",
                         help="a program the pool never measured: the nearest one's latency, or a failed trial")
     parser.add_argument("--name", help="results name (default: from the tasks)")
@@ -165,9 +175,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             budgets = sorted({int(b) for b in args.budgets.split(",") if b})
             seeds = [int(s) for s in args.seeds.split(",") if s]
+            pool_seeds = [int(s) for s in args.pool_seeds.split(",") if s]
         except ValueError:
-            raise UserError(f"--budgets and --seeds take comma-separated integers, got {args.budgets!r}, "
-                            f"{args.seeds!r}") from None
+            raise UserError(f"--budgets, --seeds and --pool-seeds take comma-separated integers, got "
+                            f"{args.budgets!r}, {args.seeds!r}, {args.pool_seeds!r}") from None
+        if args.pool:
+            pool_seeds = sorted({t.seed for t in RecordStore(args.pool).load()})
+        if set(seeds) & set(pool_seeds) or not pool_seeds:
+            raise UserError(f"the pool's seeds {pool_seeds} must differ from --seeds {seeds}: a variant whose own "
+                            "run is in the pool replays itself")
         tasks = [make_task(name) for name in args.tasks.split(",") if name]
         base = with_overrides(SearchConfig(), args.set)
         grid = dict(DEFAULT_GRID)
@@ -187,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or slug("-".join(t.name for t in tasks))
     root = os.path.join(args.work_dir, name)
     pool_dir = args.pool or os.path.join(root, "pool")
-    fill_pool(tasks, base, pool_dir, args.pool_trials, not args.no_progress)
-    pool = ReplayMeasurer.from_records(pool_dir, args.fallback)
+    pool_runs = ([args.pool] if args.pool
+                 else fill_pool(tasks, base, pool_dir, args.pool_trials, pool_seeds, not args.no_progress))
+    pool = ReplayMeasurer.from_records(*pool_runs, fallback=args.fallback)
 
     rows: dict[str, list[list[float]]] = {}
     curves: dict[str, list[list[tuple[int, float]]]] = {}
@@ -207,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
                 bar.update()
 
     headers, table = summarize(rows, budgets)
+    headers.append("exact answers")
+    for row, label in zip(table, rows):
+        counts = answers[label]
+        row.append(f"{counts['exact'] / max(1, sum(counts.values())):.0%}")
     replay_line = pool.describe(sum(answers.values(), Counter()))
     print(replay_line)
     print(format_table(headers, table))
@@ -215,8 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(curves, max(budgets), f"{name}: REPLAY of {pool_dir}, {len(seeds)} seed(s)", stem + ".png")
     command = shlex.join(sys.argv[1:] if argv is None else argv)
     lines = [f"# Ablation (replayed): {', '.join(t.name for t in tasks)}", "",
-             f"**{replay_line}.** The pool `{pool_dir}` holds real measurements on this machine; "
-             "every other latency below is the pool's answer, not a measurement.", "",
+             f"**{replay_line}.** The pool `{pool_dir}` holds real measurements on this machine by "
+             f"runs at seeds {pool_seeds}, which no variant below runs; "
+             "every latency below is the pool's answer, not a measurement ('exact answers': the share "
+             "of a variant's programs the pool had measured itself).", "",
              f"Machine of the pool: {machine()}. Command: `python experiments/ablate.py {command}`. "
              f"Seeds {seeds}; the default config plus: " + (", ".join(args.set) or "nothing") + ".", "",
              *markdown_table(headers, table)]

@@ -55,9 +55,10 @@ class ReplayMeasurer:
         self.last_split_s = {"build": 0.0, "run": 0.0}
 
     @classmethod
-    def from_records(cls, work_dir: str, fallback: str = "nearest") -> "ReplayMeasurer":
+    def from_records(cls, *work_dirs: str, fallback: str = "nearest") -> "ReplayMeasurer":
+        """Answers from the records of every run in `work_dirs`."""
         recorded: dict[str, list[tuple[Program, MeasureResult]]] = {}
-        for trial in RecordStore(work_dir).load():
+        for trial in (t for work_dir in work_dirs for t in RecordStore(work_dir).load()):
             recorded.setdefault(trial.task, []).append((trial.program, MeasureResult(trial.latencies_s, trial.error)))
         return cls(recorded, fallback)
 

@@ -119,7 +119,7 @@ def test_replay_answers_exactly_then_from_the_nearest_program_of_the_sketch():
 
 def test_ablation_grid_replays_seeds_and_writes_its_table(tuned, tmp_path, capsys):
     work, _ = tuned
-    argv = ["--tasks", "gemm-32x32x32", "--pool", work, "--pool-trials", "32", "--budgets", "8,16", "--seeds", "0,1",
+    argv = ["--tasks", "gemm-32x32x32", "--pool", work, "--pool-trials", "32", "--budgets", "8,16", "--seeds", "1,2",
             "--only", "default,random search", "--variant", "pop 12=population=12", "--work-dir", str(tmp_path),
             "--results", str(tmp_path / "results"), "--name", "tiny", "--no-progress",
             "--set", "trials_per_round=8", "--set", "model_min_samples=8", "--set", "population=24"]
@@ -136,6 +136,10 @@ def test_ablation_grid_replays_seeds_and_writes_its_table(tuned, tmp_path, capsy
     assert ablate.main(argv) == 0  # every run resumes from its records: same table, same replay counts
     assert open(tmp_path / "results" / "ablate-tiny.md").read() == first
     assert ablate.main(argv[:-6] + ["--only", "no such variant"]) == 2
+    assert "exact answers" in first
+    # the pool's own seed (0) among the variants' seeds: it would replay itself
+    assert ablate.main([a if a != "1,2" else "0,1" for a in argv]) == 2
+    assert "must differ from --seeds" in capsys.readouterr().err
 
 
 def test_replay_is_deterministic_per_seed(tuned, tmp_path, fast_config):
