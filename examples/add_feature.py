@@ -21,11 +21,11 @@ import sys
 
 import numpy as np
 
-from minansor.tir import analysis
 from minansor.model.features import FEATURE_SETS, minansor_extractor
 from minansor.replay import ReplayMeasurer
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tir import analysis
+from minansor.tune import tune_task
 
 import recipe
 

@@ -16,11 +16,11 @@ import sys
 
 from minansor.config import SearchConfig
 from minansor.space.cpu_rules import SKETCH_RULES
-from minansor.space.sketch import Derivation, Outcome, needs_multi_level_tiling
 from minansor.space.search_space import SearchSpace
+from minansor.space.sketch import Derivation, Outcome, needs_multi_level_tiling
 from minansor.space.steps import MultiLevelTile
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 import recipe
 

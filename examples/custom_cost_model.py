@@ -18,8 +18,8 @@ import sys
 import numpy as np
 
 from minansor.model.cost_model import COST_MODELS, normalized_throughput
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 import recipe
 

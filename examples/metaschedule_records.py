@@ -17,10 +17,10 @@ import numpy as np
 import tvm
 from tvm.s_tir import meta_schedule as ms
 
-from minansor.tir.layout_rewrite import packed_shapes
-from minansor.tune import tune_task
 from minansor.measure.verify import call_outputs
 from minansor.tasks.workloads import make_task
+from minansor.tir.layout_rewrite import packed_shapes
+from minansor.tune import tune_task
 
 import recipe
 

@@ -20,15 +20,15 @@ import sys
 import numpy as np
 
 from minansor.config import SearchConfig
-from minansor.validation import with_overrides
-from minansor.model.features import FEATURE_NAMES, extract
-from minansor.tir.layout_rewrite import kernel, packed_shapes
 from minansor.measure.local import LocalMeasurer
-from minansor.search.mutate import crossover, mutate, parse_weights
+from minansor.model.features import FEATURE_NAMES, extract
 from minansor.records import RecordStore
+from minansor.search.mutate import crossover, mutate, parse_weights
 from minansor.space.search_space import SearchSpace
-from minansor.tune import TaskTuner
 from minansor.tasks.workloads import YOLO_LAYERS, make_task
+from minansor.tir.layout_rewrite import kernel, packed_shapes
+from minansor.tune import TaskTuner
+from minansor.validation import with_overrides
 
 DEFAULT_WORKLOAD = "yolo-conv-26x26-128-128-3x3"
 

@@ -23,8 +23,8 @@ from tvm.s_tir import meta_schedule as ms
 
 from minansor import metaschedule
 from minansor.records import metaschedule_measurements
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 import recipe
 

@@ -40,15 +40,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.validation import with_overrides  # noqa: E402
 from minansor.errors import UserError  # noqa: E402
 from minansor.network.tuning import estimated_latency_curve  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
 from minansor.replay import FALLBACKS, ReplayMeasurer  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
-from minansor.tune import tune_tasks  # noqa: E402
 from minansor.tasks.workloads import make_task  # noqa: E402
+from minansor.tune import tune_tasks  # noqa: E402
+from minansor.validation import with_overrides  # noqa: E402
 
 DEFAULT_GRID: dict[str, list[str]] = {
     "default": [],

@@ -43,10 +43,10 @@ from minansor.compare.report import (geometric_mean_ratio, markdown, network_mar
 from minansor.compare.results import Comparison
 from minansor.compare.task import compare_task, remeasure_comparison
 from minansor.config import SearchConfig
-from minansor.validation import with_overrides
 from minansor.errors import NoValidProgram
 from minansor.network.models import load_model
 from minansor.tasks.workloads import YOLO_LAYERS, make_task
+from minansor.validation import with_overrides
 
 SUITES = {
     "full": ["gemm-512x512x512", "gemm-1024x1024x1024"] + [n for n in YOLO_LAYERS if n.startswith("yolo-conv")],

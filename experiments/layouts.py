@@ -32,12 +32,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.validation import with_overrides  # noqa: E402
 from minansor.measure.peak import fp32_peak_gflops  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
-from minansor.tune import tune_task  # noqa: E402
 from minansor.tasks.workloads import YOLO_LAYERS, make_task  # noqa: E402
+from minansor.tune import tune_task  # noqa: E402
+from minansor.validation import with_overrides  # noqa: E402
 
 TASKS = [name for name in YOLO_LAYERS if name.startswith("yolo-conv")]
 VARIANTS = "NCHW off,NCHW always,NHWC off,NHWC always,NHWC optional"

@@ -49,12 +49,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.validation import with_overrides  # noqa: E402
 from minansor.measure.peak import fp32_peak_gflops, int8_peak_gops  # noqa: E402
-from minansor.tasks.targets import resolve_target  # noqa: E402
-from minansor.tir.vnni import has_vnni  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
+from minansor.tasks.targets import resolve_target  # noqa: E402
+from minansor.tir.vnni import has_vnni  # noqa: E402
+from minansor.validation import with_overrides  # noqa: E402
 
 STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
 STUDY_MAP = {0: 83.8, 200: 83.6, 2000: 83.5, 10000: 83.3}

@@ -82,9 +82,9 @@ def test_custom_cost_model_is_selected_by_name(tmp_path, capsys):
 
 def test_added_feature_reaches_the_model(tmp_path, capsys):
     recipe = _recipe("add_feature")
+    from minansor.config import SearchConfig
     from minansor.model.features import FEATURE_NAMES
     from minansor.space.search_space import SearchSpace
-    from minansor.config import SearchConfig
     from minansor.tasks.workloads import make_task
     import numpy as np
 

@@ -7,15 +7,15 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from minansor.space.annotate import factorizations
 from minansor.compare.task import as_compared
 from minansor.config import SearchConfig
-from minansor.tir.layout_rewrite import kernel, pack_inputs, packed_shapes
+from minansor.measure.verify import check_against_untuned
+from minansor.space.annotate import factorizations
 from minansor.space.program import Program, apply_program, materialize
 from minansor.space.search_space import SearchSpace
 from minansor.space.steps import InvalidProgram, RewriteLayout
-from minansor.measure.verify import check_against_untuned
 from minansor.tasks.workloads import make_task
+from minansor.tir.layout_rewrite import kernel, pack_inputs, packed_shapes
 
 CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)
 

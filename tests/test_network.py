@@ -10,12 +10,12 @@ import tvm
 from onnx import TensorProto, helper, numpy_helper
 from tvm import relax
 
-from minansor.network.extract import extract_tasks
-from minansor.network.graph import graph_summary, optimize
-from minansor.network.run import build, check_against_reference, run
 from minansor.cli import main
 from minansor.config import SearchConfig
+from minansor.network.extract import extract_tasks
+from minansor.network.graph import graph_summary, optimize
 from minansor.network.models import load_model
+from minansor.network.run import build, check_against_reference, run
 
 
 @pytest.fixture(scope="module")

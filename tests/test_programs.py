@@ -5,10 +5,10 @@ import pytest
 import tvm_ffi
 
 from minansor.config import SearchConfig
+from minansor.measure.verify import check_against_untuned
 from minansor.space.program import Program
 from minansor.space.search_space import SearchSpace
 from minansor.space.steps import InvalidProgram
-from minansor.measure.verify import check_against_untuned
 from minansor.tasks.workloads import CATALOGUE, make_task
 
 SMALL = ["gemm-32x48x16", "conv-12x12-4-8-3x3", "conv-13x13-6-4-3x3s2", "head-8x8-8-6-1x1",

@@ -7,9 +7,9 @@ import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
+from minansor.config import SearchConfig
 from minansor.records import RecordStore, Trial
 from minansor.space.search_space import SearchSpace
-from minansor.config import SearchConfig
 from minansor.tasks.workloads import make_task
 
 

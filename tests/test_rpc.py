@@ -16,13 +16,13 @@ from tvm import rpc
 from helpers import wait_for
 from minansor.cli import main
 from minansor.measure.local import build_module
+from minansor.measure.rpc import RPCMeasurer, RPCSettings
 from minansor.network.models import load_model
 from minansor.network.tuning import tune_network
 from minansor.records import RecordStore
-from minansor.measure.rpc import RPCMeasurer, RPCSettings
 from minansor.tasks.targets import cross_compiler, resolve_target
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 KEY = "loopback"
 

@@ -7,16 +7,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minansor.model import features
 from minansor.config import SearchConfig
+from minansor.model import features
 from minansor.model.cost_model import SharedModel, XGBModel, normalized_throughput, rank_correlation
 from minansor.search.evolve import EvolutionarySearch
 from minansor.search.mutate import MUTATORS, crossover, mutate_tile_size
-from minansor.space.search_space import SearchSpace
 from minansor.space.program import Program
+from minansor.space.search_space import SearchSpace
 from minansor.space.steps import InvalidProgram, Knob
-from minansor.tune import task_rng
 from minansor.tasks.workloads import make_task
+from minansor.tune import task_rng
 
 _SPACE = SearchSpace(make_task("conv-12x12-8-8-3x3"), SearchConfig())
 

@@ -10,12 +10,12 @@ import pytest
 
 from minansor.cli import main
 from minansor.measure.measurer import MeasureResult
-from minansor.space.program import Program
 from minansor.records import RecordStore
 from minansor.replay import ReplayMeasurer, decision_distance
 from minansor.search.trace import PHASES, Stopwatch
-from minansor.tune import tune_task
+from minansor.space.program import Program
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 

@@ -19,8 +19,8 @@ from minansor.compare.report import geometric_mean_interval
 from minansor.compare.task import start_afresh
 from minansor.records import RecordStore
 from minansor.tasks.task import Task
-from minansor.tune import tune_task
 from minansor.tasks.workloads import make_task
+from minansor.tune import tune_task
 
 
 def test_short_tune_beats_the_median_random_program_and_checks_it(tmp_path, fast_config):

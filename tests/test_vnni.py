@@ -10,18 +10,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tvm import relax
 
+from minansor.config import SearchConfig
+from minansor.measure.peak import int8_peak_gops
+from minansor.measure.verify import check_against_untuned
+from minansor.model.features import FEATURE_NAMES, extract
 from minansor.network.extract import extract_tasks
 from minansor.network.graph import optimize_for
-from minansor.config import SearchConfig
-from minansor.model.features import FEATURE_NAMES, extract
-from minansor.tir.layout_rewrite import kernel, packed_shapes
-from minansor.measure.peak import int8_peak_gops
 from minansor.space.search_space import SearchSpace
 from minansor.space.steps import Tensorize, TileForIntrinsic
 from minansor.tasks.targets import resolve_target
-from minansor.measure.verify import check_against_untuned
-from minansor.tir.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
 from minansor.tasks.workloads import make_task
+from minansor.tir.layout_rewrite import kernel, packed_shapes
+from minansor.tir.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
 
 CPU = resolve_target("cpu")
 CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)

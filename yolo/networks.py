@@ -13,8 +13,8 @@ import tempfile
 import numpy as np
 import torch
 
-from minansor.network.models import from_onnx, from_torch, randomize_batchnorm
 from minansor.network.graph import Network
+from minansor.network.models import from_onnx, from_torch, randomize_batchnorm
 
 from .model import YoloV4Tiny
 from .quantize import export_onnx, quantize_int8
