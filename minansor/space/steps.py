@@ -271,8 +271,9 @@ class ComputeLocation:
 class Vectorize:
     """Fuse the innermost spatial loops of `block` (how many is the knob) and vectorize them.
     Random annotation fuses `preferred_loops` of them (one by default: fusing more loops into
-    one vector turns contiguous accesses into gathers, measured 2x slower random programs on
-    YOLO convs), and none when the innermost loop is longer than `max_length`."""
+    one vector turns contiguous accesses into gathers; random programs of YOLO convs ran 2x
+    slower, measured at commit a13e0ed), and none when the innermost loop is longer than
+    `max_length`."""
 
     block: str
     max_length: int
