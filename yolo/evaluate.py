@@ -1,4 +1,4 @@
-"""VOC mAP@0.5 of a YOLOv4-tiny checkpoint on a split of a VOC-layout directory.
+"""VOC mAP@0.5 of a checkpoint (YOLOv4-tiny or YOLOX-s) on a split of a VOC-layout directory.
 
     python -m yolo.evaluate --data data/synthetic-voc --checkpoint runs/yolo/last.pt --split test
 

@@ -115,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, KeyError, RuntimeError) as err:
         print(f"yolo.quantize: error: {err}", file=sys.stderr)
         return 2
+    if not isinstance(model, YoloV4Tiny):
+        print(f"yolo.quantize: error: {args.checkpoint} holds a {model.architecture}; only YOLOv4-tiny is "
+              "quantized so far", file=sys.stderr)
+        return 2
     calibration = calibration_inputs(calibration_set, args.calibration, input_size, np.random.default_rng(args.seed))
     paths = export_fp32_and_int8(model, calibration, args.out, input_size)
     for precision, path in paths.items():
