@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, input_size, _ = load_checkpoint(args.checkpoint)
         dataset = VOCDataset(args.data, args.split)
-    except (OSError, KeyError, RuntimeError) as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
         print(f"yolo.evaluate: error: {err}", file=sys.stderr)
         return 2
     all_point, eleven_point = evaluate(torch_forward(model), dataset, input_size, model.num_classes)

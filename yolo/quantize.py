@@ -110,14 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         model, input_size, _ = load_checkpoint(args.checkpoint)
+        if not isinstance(model, YoloV4Tiny):
+            raise ValueError(f"{args.checkpoint} holds a {model.architecture}; only YOLOv4-tiny is quantized so far")
         calibration_set = VOCDataset(args.data, args.calibration_split)
         test_set = None if args.no_eval else VOCDataset(args.data, args.split)
-    except (OSError, KeyError, RuntimeError) as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
         print(f"yolo.quantize: error: {err}", file=sys.stderr)
-        return 2
-    if not isinstance(model, YoloV4Tiny):
-        print(f"yolo.quantize: error: {args.checkpoint} holds a {model.architecture}; only YOLOv4-tiny is "
-              "quantized so far", file=sys.stderr)
         return 2
     calibration = calibration_inputs(calibration_set, args.calibration, input_size, np.random.default_rng(args.seed))
     paths = export_fp32_and_int8(model, calibration, args.out, input_size)
