@@ -1,19 +1,26 @@
-"""YOLOX-s: architecture and complexity, decoding, SimOTA, the loss, and training end to end."""
+"""YOLOX-s: architecture and complexity, decoding, SimOTA, the loss, training end to end, int8
+quantization and export."""
 
+import contextlib
+import io
 import math
 import os
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
-from yolo.data import SYNTHETIC_CLASSES, VOCDataset, make_synthetic_voc
-from yolo.detect import decode, decode_anchor_free_boxes, encode_anchor_free_boxes, flatten_levels, postprocess
+from minansor.network.models import randomize_batchnorm
+from yolo.data import SYNTHETIC_CLASSES, VOCDataset, letterbox, make_synthetic_voc
+from yolo.detect import (decode, decode_anchor_free_boxes, encode_anchor_free_boxes, flatten_levels, postprocess,
+                         to_input)
 from yolo.evaluate import main as evaluate_main
 from yolo.info import main as info_main
 from yolo.photo import main as photo_main
-from yolo.quantize import main as quantize_main
-from yolo.model import YoloV4Tiny, build_model, complexity, load_checkpoint, thop_flops
+from yolo.quantize import main as quantize_main, onnx_forward
+from yolo.model import YoloV4Tiny, build_model, complexity, fuse_batchnorm, load_checkpoint, thop_flops
 from yolo.train import OtherModelError, TrainConfig, save_checkpoint, train
 from yolo.yolox import YoloX
 from yolo.yolox_loss import centre_prior, dynamic_k, simota, yolox_loss
@@ -220,7 +227,7 @@ def test_checkpoints_without_an_architecture_are_yolov4_tiny(tmp_path):
     assert isinstance(loaded, YoloV4Tiny) and classes == ("a", "b", "c")
 
 
-def test_photo_runs_a_yolox_checkpoint_and_quantize_refuses_it(tmp_path, capsys):
+def test_photo_runs_a_yolox_checkpoint(tmp_path, capsys):
     torch.manual_seed(0)
     model = YoloX(len(SYNTHETIC_CLASSES))
     path, out = str(tmp_path / "last.pt"), str(tmp_path / "photo.png")
@@ -228,5 +235,58 @@ def test_photo_runs_a_yolox_checkpoint_and_quantize_refuses_it(tmp_path, capsys)
                     SYNTHETIC_CLASSES)
     assert photo_main(["--checkpoint", path, "--out", out, "--add-objects", "2", "--conf", "0.9"]) == 0
     assert os.path.exists(out) and "of 2 pasted objects found" in capsys.readouterr().out
-    assert quantize_main(["--checkpoint", path, "--data", str(tmp_path), "--out", str(tmp_path)]) == 2
-    assert "holds a yolox-s; only YOLOv4-tiny is quantized so far" in capsys.readouterr().err
+
+
+# --- int8 and export -----------------------------------------------------------------------------
+
+
+def test_batch_norm_folds_into_every_conv():
+    torch.manual_seed(0)
+    model = YoloX(C).eval()
+    randomize_batchnorm(model, 0)
+    fused = fuse_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert all(m.bias is not None for m in fused.modules() if isinstance(m, torch.nn.Conv2d))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for want, got in zip(model(x), fused(x)):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def yolox_export(tmp_path_factory) -> tuple[str, str, np.ndarray]:
+    """`python -m yolo.quantize` on an untrained 64-px YOLOX-s checkpoint with random BN statistics:
+    (the folder of fp32.onnx and int8.onnx, what the command printed, a letterboxed test image)."""
+    root = tmp_path_factory.mktemp("yolox-int8")
+    data, path, out = str(root / "voc"), str(root / "last.pt"), str(root / "onnx")
+    make_synthetic_voc(data, images=8, seed=0, min_size=64, max_size=96)
+    torch.manual_seed(0)
+    model = YoloX(len(SYNTHETIC_CLASSES))
+    randomize_batchnorm(model, 0)
+    save_checkpoint(path, model, torch.optim.Adam(model.parameters()), 0, TrainConfig(model="yolox-s", input_size=64),
+                    SYNTHETIC_CLASSES)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert quantize_main(["--checkpoint", path, "--data", data, "--out", out, "--calibration", "2"]) == 0
+    image = VOCDataset(data, "test")[0].image
+    return out, printed.getvalue(), to_input(letterbox(image, np.zeros((0, 4), np.float32), 64)[0])
+
+
+def test_quantize_exports_yolox_as_qdq_onnx_that_onnxruntime_runs(yolox_export):
+    """Focus (slices and a concatenation), SiLU and the SPP max pools go through PT2E; every conv
+    gets int8 weights, and the int8 model's outputs stay close to the fp32 export's."""
+    folder, printed, x = yolox_export
+    assert "| fp32 | PyTorch |" in printed and "| int8 | onnxruntime |" in printed
+    fp32, int8 = (onnx.load(os.path.join(folder, f"{p}.onnx")).graph for p in ("fp32", "int8"))
+    assert [o.name for o in fp32.output] == [o.name for o in int8.output] == ["p3", "p4", "p5"]
+    fp32_ops, int8_ops = (Counter(node.op_type for node in g.node) for g in (fp32, int8))
+    assert fp32_ops["Conv"] == int8_ops["Conv"] == 83 and "BatchNormalization" not in fp32_ops
+    assert int8_ops["MaxPool"] == 3 and int8_ops["Slice"] >= 4 and int8_ops["Sigmoid"] == 74
+    assert int8_ops["QuantizeLinear"] >= 83 and int8_ops["DequantizeLinear"] >= 2 * 83
+    int8_kernels = [t for t in int8.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert len(int8_kernels) == 83
+    want = onnx_forward(os.path.join(folder, "fp32.onnx"))(x)
+    got = onnx_forward(os.path.join(folder, "int8.onnx"))(x)
+    assert [o.shape for o in got] == [(1, 25, 8, 8), (1, 25, 4, 4), (1, 25, 2, 2)]
+    for w, g in zip(want, got):
+        assert np.abs(g - w).max() < 0.1 * np.abs(w).max()

@@ -114,6 +114,7 @@ class YoloV4Tiny(nn.Module):
     """
 
     architecture = "yolov4-tiny"
+    strides = STRIDES  # of the outputs, in forward order
 
     def __init__(self, num_classes: int = 20) -> None:
         super().__init__()
@@ -187,36 +188,35 @@ def load_checkpoint(path: str) -> tuple[YoloV4Tiny | YoloX, int, tuple[str, ...]
     return model.eval(), state["config"]["input_size"], tuple(state["classes"])
 
 
-def fuse_batchnorm(model: YoloV4Tiny) -> YoloV4Tiny:
-    """Return a copy with every batch norm folded into its conv's weight and bias.
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Return a copy with every batch norm folded into the conv before it (its weight and bias).
 
-    Exporters and compilers then see 21 conv+bias(+leaky) ops instead of conv, BN, leaky chains, so
-    the activation fuses with the conv. Only valid for inference: the copy uses the running stats.
+    Both networks put a conv and the batch norm after it in one block, as its ``conv`` and ``bn``
+    (YOLOv4-tiny's :class:`ConvBlock`, YOLOX's :class:`yolo.yolox.BaseConv`); the folded block keeps
+    the conv, now with a bias, and ``bn`` becomes None. Exporters and compilers then see conv+bias
+    (+activation) ops instead of conv, BN, activation chains, so the activation fuses with the conv.
+    Only valid for inference: the copy uses the running statistics. A batch norm anywhere else is
+    an error rather than left in place.
     """
     fused = copy.deepcopy(model).eval()
-    for block in fused.conv_layers():
-        bn = block.bn
-        if bn is None:
+    for block in fused.modules():
+        bn, conv = getattr(block, "bn", None), getattr(block, "conv", None)
+        if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, nn.Conv2d):
             continue
-        conv = block.conv
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         bias = bn.bias - bn.running_mean * scale
         if conv.bias is not None:
             bias = bias + conv.bias * scale
-        new_conv = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            groups=conv.groups,
-            bias=True,
-        )
+        new_conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                             conv.dilation, conv.groups, bias=True)
         with torch.no_grad():
             new_conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
             new_conv.bias.copy_(bias)
         block.conv = new_conv
         block.bn = None
+    left = [name for name, m in fused.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"batch norms not after a block's conv, not folded: {', '.join(left)}")
     return fused
 
 

@@ -17,7 +17,7 @@ from minansor.network.models import from_onnx, from_torch, randomize_batchnorm
 from minansor.network.graph import Network
 
 from .model import YoloV4Tiny
-from .quantize import export_onnx, quantize_int8
+from .quantize import export_onnx, output_names, quantize_int8
 
 
 def _random_yolov4_tiny(seed: int):
@@ -37,9 +37,9 @@ def yolov4_tiny_int8(seed: int = 0) -> Network:
     """The same network quantized to int8 (PT2E, calibrated on seeded random images) and imported
     from its QDQ ONNX export, checked against onnxruntime."""
     rng = np.random.default_rng(seed)
-    quantized = quantize_int8(_random_yolov4_tiny(seed),
-                              [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
+    model = _random_yolov4_tiny(seed)
+    quantized = quantize_int8(model, [rng.random((1, 3, 416, 416), dtype=np.float32) for _ in range(4)])
     with tempfile.TemporaryDirectory() as scratch:
         path = os.path.join(scratch, "yolov4-tiny-int8.onnx")
-        export_onnx(quantized, path, 416)
+        export_onnx(quantized, path, 416, output_names(model))
         return from_onnx(path)

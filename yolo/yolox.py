@@ -36,17 +36,22 @@ BN_MOMENTUM: float = 0.03
 
 
 class BaseConv(nn.Module):
-    """Conv (no bias), batch norm, SiLU: every conv of YOLOX except the three 1x1 predictions."""
+    """Conv (no bias), batch norm, SiLU: every conv of YOLOX except the three 1x1 predictions.
+
+    ``bn`` is None once :func:`yolo.model.fuse_batchnorm` has folded it into the conv."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=(kernel_size - 1) // 2,
                               bias=False)
-        self.bn = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM)
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.act(x)
 
 
 class Focus(nn.Module):
@@ -211,6 +216,8 @@ class YOLOXHead(nn.Module):
 
 class YoloX(nn.Module):
     """YOLOX with raw head outputs: ``[N, 5 + num_classes, H / s, W / s]`` for s = 8, 16, 32."""
+
+    strides = STRIDES  # of the outputs, in forward order
 
     def __init__(self, num_classes: int = 20, architecture: str = "yolox-s") -> None:
         super().__init__()
