@@ -1,10 +1,12 @@
 """YOLOX-s: architecture and complexity, decoding, SimOTA, the loss, training end to end, int8
-quantization and export."""
+quantization and export, the built-in models."""
 
 import contextlib
+import importlib
 import io
 import math
 import os
+import tomllib
 from collections import Counter
 
 import numpy as np
@@ -290,3 +292,18 @@ def test_quantize_exports_yolox_as_qdq_onnx_that_onnxruntime_runs(yolox_export):
     assert [o.shape for o in got] == [(1, 25, 8, 8), (1, 25, 4, 4), (1, 25, 2, 2)]
     for w, g in zip(want, got):
         assert np.abs(g - w).max() < 0.1 * np.abs(w).max()
+
+
+# --- built-in models -----------------------------------------------------------------------------
+
+
+def test_yolox_s_is_a_builtin_model_of_tune_model():
+    """pyproject.toml registers both precisions beside YOLOv4-tiny's (the installed metadata may
+    predate them, so read the file)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        entries = tomllib.load(f)["project"]["entry-points"]["minansor.models"]
+    assert {"yolov4-tiny", "yolov4-tiny-int8", "yolox-s", "yolox-s-int8"} <= set(entries)
+    for name, target in entries.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), name
