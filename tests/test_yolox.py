@@ -1,5 +1,5 @@
 """YOLOX-s: architecture and complexity, decoding, SimOTA, the loss, training end to end, int8
-quantization and export, the built-in models."""
+quantization and export, and the exported models in TVM."""
 
 import contextlib
 import importlib
@@ -14,7 +14,11 @@ import onnx
 import pytest
 import torch
 
-from minansor.network.models import randomize_batchnorm
+from minansor.config import SearchConfig
+from minansor.network.graph import optimize
+from minansor.network.int8 import count_integer_conv2d, integer_conv2d, is_quantized
+from minansor.network.models import from_onnx, randomize_batchnorm
+from minansor.network.run import build, check_against_reference, run
 from yolo.data import SYNTHETIC_CLASSES, VOCDataset, letterbox, make_synthetic_voc
 from yolo.detect import (decode, decode_anchor_free_boxes, encode_anchor_free_boxes, flatten_levels, postprocess,
                          to_input)
@@ -23,6 +27,7 @@ from yolo.info import main as info_main
 from yolo.photo import main as photo_main
 from yolo.quantize import main as quantize_main, onnx_forward
 from yolo.model import YoloV4Tiny, build_model, complexity, fuse_batchnorm, load_checkpoint, thop_flops
+from yolo.networks import fp32_network
 from yolo.train import OtherModelError, TrainConfig, save_checkpoint, train
 from yolo.yolox import YoloX
 from yolo.yolox_loss import centre_prior, dynamic_k, simota, yolox_loss
@@ -294,7 +299,7 @@ def test_quantize_exports_yolox_as_qdq_onnx_that_onnxruntime_runs(yolox_export):
         assert np.abs(g - w).max() < 0.1 * np.abs(w).max()
 
 
-# --- built-in models -----------------------------------------------------------------------------
+# --- in TVM --------------------------------------------------------------------------------------
 
 
 def test_yolox_s_is_a_builtin_model_of_tune_model():
@@ -307,3 +312,32 @@ def test_yolox_s_is_a_builtin_model_of_tune_model():
     for name, target in entries.items():
         module, function = target.split(":")
         assert callable(getattr(importlib.import_module(module), function)), name
+
+
+def _tvm_outputs(network, x: np.ndarray) -> list[np.ndarray]:
+    return run(build(optimize(network.mod))[0], [x], repeats=1).outputs
+
+
+@pytest.mark.slow
+def test_exported_model_matches_pytorch_in_tvm():
+    """The built-in yolox-s as tune-model imports it (torch.export), at 64 px: untuned TVM
+    computes PyTorch's three maps."""
+    network = fp32_network("yolox-s", seed=0, input_size=64)
+    assert network.source == "pytorch" and network.inputs[0].shape == (1, 3, 64, 64)
+    x = network.inputs[0].random(np.random.default_rng(0))
+    got = _tvm_outputs(network, x)
+    assert [o.shape for o in got] == [(1, 25, 8, 8), (1, 25, 4, 4), (1, 25, 2, 2)]
+    check = check_against_reference(network, got, [x], SearchConfig())
+    assert check.ok and check.max_abs_error < 1e-4, check.detail
+
+
+@pytest.mark.slow
+def test_int8_export_runs_integer_convs_in_tvm_and_matches_onnxruntime(yolox_export):
+    folder, _, x = yolox_export
+    network = from_onnx(os.path.join(folder, "int8.onnx"))
+    assert is_quantized(network.mod) and count_integer_conv2d(network.mod) == (0, 83)
+    assert count_integer_conv2d(integer_conv2d()(network.mod)) == (83, 0)
+    # an activation within float rounding of a step boundary may round the other way than in
+    # onnxruntime: the tolerance of quantized models
+    check = check_against_reference(network, _tvm_outputs(network, x), [x], SearchConfig())
+    assert check.ok, check.detail
