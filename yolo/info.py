@@ -13,10 +13,7 @@ import argparse
 from collections.abc import Sequence
 
 from yolo.darknet import LayerInfo, cfg_sections, check_cfg, describe_layers, parse_cfg
-from yolo.model import ARCHITECTURES, YoloV4Tiny, build_model, complexity, thop_flops
-
-#: How the summary line names each network.
-DISPLAY_NAMES = {"yolov4-tiny": "YOLOv4-tiny", "yolox-s": "YOLOX-s"}
+from yolo.model import ARCHITECTURES, DISPLAY_NAMES, YoloV4Tiny, build_model, complexity, thop_flops
 
 
 def _shape(shape: tuple[int, int, int] | None) -> str:

@@ -169,6 +169,9 @@ class YoloV4Tiny(nn.Module):
 #: The networks of the study, by the name checkpoints and command lines use.
 ARCHITECTURES: tuple[str, ...] = ("yolov4-tiny", *YOLOX_SIZES)
 
+#: How summaries, reports and plots name each network.
+DISPLAY_NAMES: dict[str, str] = {"yolov4-tiny": "YOLOv4-tiny", "yolox-s": "YOLOX-s"}
+
 
 def build_model(architecture: str, num_classes: int) -> YoloV4Tiny | YoloX:
     """A freshly initialized network of one of ARCHITECTURES."""
