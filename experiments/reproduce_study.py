@@ -1,14 +1,16 @@
-"""Reproduce the study's speedup table: YOLOv4-tiny FPS and mAP before and after tuning.
+"""Reproduce the study's speedup table: YOLOv4-tiny (or YOLOX-s) FPS and mAP before and after tuning.
 
     python experiments/reproduce_study.py                                   # short form, ~20 min
     python experiments/reproduce_study.py --checkpoint runs/yolo416/last.pt --budgets 200,2000,10000
+    python experiments/reproduce_study.py --model yolox-s                   # the study's second network
 
 The study (YOLOv4-tiny 416x416 on a Jetson Nano, TVM + Ansor) reports 13.5 FPS before tuning,
 then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 13x) with mAP
 83.8 -> 83.6 / 83.5 / 83.3 %. This script measures the same table on the target at hand:
 
 1. data: a synthetic VOC-layout set (--data; generated when absent, or a real VOC2007 directory);
-2. model: --checkpoint, or a short training run at 416x416 into WORK_DIR/train (resumes);
+2. model: --checkpoint (its own architecture; --model, if given, must agree), or a short training
+   run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes);
 3. int8: PT2E quantization calibrated on --calibration training images, QDQ ONNX export;
 4. baselines: PyTorch eager (fp32), onnxruntime (fp32, int8), TVM untuned (fp32, int8 with
    integer convolutions);
@@ -18,16 +20,19 @@ then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 1
 6. every row: latency (median of --repeats runs, batch 1), FPS, speedup over untuned TVM of the
    same precision, and VOC mAP@0.5 on the test split computed with that very runtime or build;
    every TVM build is checked against PyTorch / onnxruntime on a random input;
-7. re-timing: the baselines and every tuned library (kept as WORK_DIR/<precision>/<model>-<budget>.so)
+7. re-timing: the baselines and every tuned library (kept as WORK_DIR/<precision>/<model>-<precision>-<budget>.so)
    are timed again in --rounds interleaved rounds, the TVM ones each in a fresh process, and every
    row keeps the best of its rounds. One timing is not enough on a shared VM: the same library
    has measured 20.6 ms in one process and 35.9 ms in the next (experiments/network_timing.py), and
    interleaving gives every runtime the same chance at the machine's quiet moments.
 
 Rows already measured are kept in WORK_DIR/study.json, so a killed run goes on where it stopped
-(--fresh starts the table over; records are never thrown away). Writes the table to
-experiments/results/study-<budgets>.md with a plot of FPS against trials (.png) and the raw rows
-(.json). Run nothing else on the machine meanwhile: the latencies are the result.
+(--fresh starts the table over; records are never thrown away). A work dir holds one model's study
+(WORK_DIR/model.txt; the default is work_dirs/study for YOLOv4-tiny, work_dirs/study-<model> for
+the others). Writes the table to experiments/results/study-<budgets>.md (YOLOX-s:
+study-yolox-s-<budgets>.md) with a plot of FPS against trials (.png) and the raw rows (.json). The
+study measured YOLOv4-tiny only: its figures stand beside that model's rows alone. Run nothing
+else on the machine meanwhile: the latencies are the result.
 """
 
 from __future__ import annotations
@@ -56,8 +61,12 @@ from minansor.tasks.targets import resolve_target  # noqa: E402
 from minansor.tir.vnni import has_vnni  # noqa: E402
 from minansor.validation import with_overrides  # noqa: E402
 
-STUDY_FPS = {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}
-STUDY_MAP = {0: 83.8, 200: 83.6, 2000: 83.5, 10000: 83.3}
+#: The study's FPS by trials (0: untuned) per model; it measured YOLOv4-tiny only.
+STUDY_FPS = {"yolov4-tiny": {0: 13.5, 200: 74.9, 2000: 134.5, 10000: 175.5}}
+STUDY_SUMMARY = {"yolov4-tiny": "The study: 13.5 FPS untuned; 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 "
+                                "trials; mAP 83.8 / 83.6 / 83.5 / 83.3 %."}
+#: The model whose work dir and report keep the names they had before YOLOX-s joined.
+FIRST_MODEL = "yolov4-tiny"
 
 
 @dataclass
@@ -85,29 +94,68 @@ class Row:
 # ------------------------------------------------------------------ the steps
 
 
-def prepare_model(args):
-    """(model, dataset root): the checkpoint given, or one trained here at 416x416."""
+def choose_model(args) -> tuple[object, int] | None:
+    """Settle args.model, args.work_dir and args.report; returns (model, input size) of
+    --checkpoint, if given. A checkpoint of another architecture than --model, or a work dir that
+    holds another model's study, is a ValueError."""
+    from yolo.model import load_checkpoint
+
+    checkpoint = None
+    if args.checkpoint:
+        try:
+            model, size, _ = load_checkpoint(args.checkpoint)
+        except (OSError, KeyError, RuntimeError) as err:
+            raise ValueError(f"cannot read {args.checkpoint}: {str(err).splitlines()[0]}") from None
+        if args.model and args.model != model.architecture:
+            raise ValueError(f"{args.checkpoint} holds a {model.architecture}, not a {args.model}: pass a "
+                             f"{args.model} checkpoint, or leave out --model")
+        args.model, checkpoint = model.architecture, (model, size)
+    args.model = args.model or FIRST_MODEL
+    named = "" if args.model == FIRST_MODEL else f"-{args.model}"
+    args.work_dir = args.work_dir or f"work_dirs/study{named}"
+    args.report = args.report or os.path.join(RESULTS, f"study{named}-" + "-".join(map(str, args.budgets)))
+    held = work_dir_model(args.work_dir)
+    if held not in (None, args.model):
+        raise ValueError(f"{args.work_dir} holds a {held} study: choose another --work-dir for {args.model}")
+    return checkpoint
+
+
+def work_dir_model(work_dir: str) -> str | None:
+    """The model whose study a work dir holds (None: a new one). Work dirs from before YOLOX-s
+    joined do not say: they hold YOLOv4-tiny's."""
+    path = os.path.join(work_dir, "model.txt")
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    used = any(os.path.exists(os.path.join(work_dir, entry)) for entry in ("study.json", "train", "models", "fp32",
+                                                                             "int8"))
+    return FIRST_MODEL if used else None
+
+
+def prepare_model(args, checkpoint: tuple[object, int] | None):
+    """The model: the checkpoint given, or one of args.model trained here at 416x416."""
     import torch
 
     from yolo.data import VOCDataset, make_synthetic_voc
-    from yolo.model import load_checkpoint
+    from yolo.model import DISPLAY_NAMES, load_checkpoint
     from yolo.train import TrainConfig, train
 
     if not os.path.isdir(os.path.join(args.data, "ImageSets")):
         print(f"generating a synthetic VOC-layout set of {args.images} images in {args.data}")
         make_synthetic_voc(args.data, images=args.images, seed=args.seed)
-    if args.checkpoint:
-        model, size, _ = load_checkpoint(args.checkpoint)
+    if checkpoint:
+        model, size = checkpoint
         if size != args.input_size:
             print(f"note: {args.checkpoint} was trained at {size}x{size}; measuring at {args.input_size}x"
                   f"{args.input_size}")
         return model
-    config = TrainConfig(input_size=args.input_size, unfrozen_epochs=args.epochs, unfrozen_lr=2e-3, seed=args.seed)
+    config = TrainConfig(model=args.model, input_size=args.input_size, unfrozen_epochs=args.epochs, unfrozen_lr=2e-3,
+                         seed=args.seed)
     out = os.path.join(args.work_dir, "train")
     last = os.path.join(out, "last.pt")
     if not os.path.exists(last) or torch.load(last, weights_only=False)["epoch"] + 1 < config.epochs:
-        print(f"training YOLOv4-tiny for {args.epochs} epochs at {args.input_size}x{args.input_size} into {out} "
-              "(pass --checkpoint to use a trained one)")
+        print(f"training {DISPLAY_NAMES[args.model]} for {args.epochs} epochs at {args.input_size}x{args.input_size} "
+              f"into {out} (pass --checkpoint to use a trained one)")
         train(VOCDataset(args.data, "train"), config, out, progress=not args.no_progress)
     return load_checkpoint(last)[0]
 
@@ -117,7 +165,7 @@ def export_models(model, args) -> dict[str, str]:
     from yolo.data import VOCDataset
     from yolo.quantize import calibration_inputs, export_fp32_and_int8
 
-    folder, prefix = os.path.join(args.work_dir, "models"), "yolov4-tiny-"
+    folder, prefix = os.path.join(args.work_dir, "models"), f"{args.model}-"
     paths = {p: os.path.join(folder, f"{prefix}{p}.onnx") for p in ("fp32", "int8")}
     if all(os.path.exists(path) for path in paths.values()):
         return paths
@@ -164,7 +212,7 @@ def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str
 
 def library_path(args, precision: str, budget: int) -> str:
     """Where the tuned library of one row is kept for re-timing."""
-    return os.path.join(args.work_dir, precision, f"yolov4-tiny-{precision}-{budget}.so")
+    return os.path.join(args.work_dir, precision, f"{args.model}-{precision}-{budget}.so")
 
 
 def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row]):
@@ -234,26 +282,30 @@ def retime(rows: list[Row], runtimes: list[tuple[str, str, Callable]], args) -> 
 # ------------------------------------------------------------------ the report
 
 
-def table(rows: list[Row]) -> tuple[list[str], list[list]]:
-    """One row per runtime and budget; TVM rows with their speedup over untuned TVM and their
-    latency ratio to PyTorch eager and onnxruntime of the same precision (above 1: faster); int8
-    rows also against onnxruntime fp32 and against our fp32 build at the same budget."""
+def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[list]]:
+    """One row per runtime and budget; TVM rows with their speedup over untuned TVM (and the
+    study's, for the model it measured) and their latency ratio to PyTorch eager and onnxruntime
+    of the same precision (above 1: faster); int8 rows also against onnxruntime fp32 and against
+    our fp32 build at the same budget."""
     baselines = {(r.precision, r.runtime, r.trials): r for r in rows}
+    study_fps = STUDY_FPS.get(model)
     headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
                "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "timed", "mAP@0.5", "mAP@0.5 (11-pt)", "check",
                "tuning s"]
+    if study_fps is None:
+        headers.remove("study speedup")
     body = []
     for r in sorted(rows, key=lambda r: (r.precision != "fp32", r.runtime.startswith("TVM"), r.trials, r.runtime)):
         def over(runtime: str, precision: str = r.precision, trials: int = 0) -> str:
             base = baselines.get((precision, runtime, trials))
             return f"{base.latency_ms / r.latency_ms:.2f}" if base and r.runtime.startswith("TVM") else ""
 
-        study = (f"{STUDY_FPS[r.trials] / STUDY_FPS[0]:.2f}x" if r.runtime.startswith("TVM") and r.trials in STUDY_FPS
-                 else "")
+        study = ([f"{study_fps[r.trials] / study_fps[0]:.2f}x" if r.runtime.startswith("TVM") and r.trials in study_fps
+                  else ""] if study_fps else [])
         speedup = over("TVM untuned")
         int8 = r.precision == "int8"
         body.append([r.precision, r.runtime, r.trials or "", f"{r.latency_ms:.1f}", f"{r.fps:.1f}",
-                     f"{speedup}x" if speedup else "-", study, over("PyTorch eager"), over("onnxruntime"),
+                     f"{speedup}x" if speedup else "-", *study, over("PyTorch eager"), over("onnxruntime"),
                      over("onnxruntime", "fp32") if int8 else "",
                      over("TVM + minansor" if r.trials else "TVM untuned", "fp32", r.trials) if int8 else "",
                      f"best of {len(r.rounds_ms)}" if r.rounds_ms else "once",
@@ -280,7 +332,7 @@ def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
     return headers, body
 
 
-def plot(rows: list[Row], path: str) -> None:
+def plot(rows: list[Row], path: str, name: str) -> None:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
@@ -297,23 +349,27 @@ def plot(rows: list[Row], path: str) -> None:
     ax.set_xlim(left=0)
     ax.set_xlabel("tuning trials (cumulative)")
     ax.set_ylabel("frames per second (batch 1)")
-    ax.set_title("YOLOv4-tiny 416x416: FPS against minansor tuning trials")
+    ax.set_title(f"{name}: FPS against minansor tuning trials")
     ax.legend(fontsize=8)
     save(fig, path)
 
 
 def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> None:
-    headers, body = table(rows)
-    lines = [f"# YOLOv4-tiny: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
+    from yolo.model import DISPLAY_NAMES
+
+    name = f"{DISPLAY_NAMES[args.model]} {args.input_size}x{args.input_size}"
+    headers, body = table(rows, args.model)
+    beside = ("the study's (Jetson Nano, Ansor) is beside it" if args.model in STUDY_FPS
+              else "the study measured YOLOv4-tiny only, so none of its figures stands beside these")
+    lines = [f"# {name}: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
              "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
-             "Speedup is over untuned TVM of the same precision; the study's (Jetson Nano, Ansor) is beside it. "
+             f"Speedup is over untuned TVM of the same precision; {beside}. "
              "x PyTorch and x onnxruntime: the baseline's latency over the row's, same precision, same run (above 1: "
              "TVM is faster); int8 rows also over onnxruntime fp32 and over our fp32 build at the same trials (x TVM fp32). timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
              "libraries, interleaved, each TVM library in a fresh process), or once, when the row was made. "
              f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.", ""]
     lines += markdown_table(headers, body)
-    lines += ["", "The study: 13.5 FPS untuned; 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials; "
-                  "mAP 83.8 / 83.6 / 83.5 / 83.3 %.", ""]
+    lines += ["", STUDY_SUMMARY[args.model], ""] if args.model in STUDY_SUMMARY else [""]
     tuned = [r for r in rows if r.tasks]
     if tuned:
         lines += [f"## Tasks of the tuned network, against this machine's peak", "",
@@ -327,14 +383,18 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
-        json.dump({"peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
+        json.dump({"model": args.model, "peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
                    "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
-    plot(rows, stem + ".png")
+    plot(rows, stem + ".png", name)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from yolo.model import ARCHITECTURES
+
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=ARCHITECTURES,
+                        help=f"the network (default: the checkpoint's, else {FIRST_MODEL})")
     parser.add_argument("--budgets", default="200", help="cumulative trial budgets, e.g. 200,2000,10000 (default 200)")
     parser.add_argument("--precisions", default="fp32,int8", help="fp32, int8 or both (default both)")
     parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
@@ -348,8 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved re-timing rounds of the baselines and tuned libraries at the end; each row "
                              "keeps its best (default 5; 0: keep the one timing taken when the row was made)")
-    parser.add_argument("--work-dir", default="work_dirs/study", help="records, models, state (default work_dirs/study)")
-    parser.add_argument("--report", help="report path without extension (default experiments/results/study-<budgets>)")
+    parser.add_argument("--work-dir", help="records, models, state of one model's study (default work_dirs/study; "
+                                           "work_dirs/study-<model> for a model other than yolov4-tiny)")
+    parser.add_argument("--report", help="report path without extension (default experiments/results/study-<budgets>; "
+                                         "study-<model>-<budgets> for a model other than yolov4-tiny)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", action="store_true", help="measure every row again (records are kept)")
     parser.add_argument("--no-progress", action="store_true")
@@ -365,9 +427,16 @@ def main(argv: list[str] | None = None) -> int:
         print("reproduce_study: error: --budgets takes positive integers, --precisions fp32 and/or int8, --rounds "
               "a count", file=sys.stderr)
         return 2
+    try:
+        checkpoint = choose_model(args)
+    except ValueError as err:
+        print(f"reproduce_study: error: {err}", file=sys.stderr)
+        return 2
     config = with_overrides(SearchConfig(), args.set)
     os.makedirs(args.work_dir, exist_ok=True)
-    stem = args.report or os.path.join(RESULTS, "study-" + "-".join(map(str, args.budgets)))
+    with open(os.path.join(args.work_dir, "model.txt"), "w", encoding="utf-8") as f:
+        f.write(args.model + "\n")
+    stem = args.report
     state_path = os.path.join(args.work_dir, "study.json")
     rows: list[Row] = []
     if os.path.exists(state_path) and not args.fresh:
@@ -385,14 +454,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from minansor.network.models import from_onnx, from_torch
 
-    model = prepare_model(args)
+    model = prepare_model(args, checkpoint)
     args.num_classes = model.num_classes
     paths = export_models(model, args)
     runtimes = baseline_runtimes(model, paths)
     for row in baseline_rows(runtimes, args, done):
         keep(row)
     networks = {"fp32": lambda: from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)],
-                                           "yolov4-tiny-fp32"),
+                                           f"{args.model}-fp32"),
                 "int8": lambda: from_onnx(paths["int8"])}
     for precision in args.precisions:
         for row in tvm_rows(precision, networks[precision](), args, config, rows):

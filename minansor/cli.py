@@ -251,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "untuned vs tuned (on this machine or the devices behind an RPC tracker), checked "
                           "against the source framework.", cmd_tune_model)
     p.add_argument("model", help="an .onnx file, a .pt2 file (torch.export.save) or a built-in model: "
-                                 "convnet (small, minutes), yolov4-tiny (416x416, 20 classes, random weights)")
+                                 "convnet (small, minutes); yolov4-tiny, yolox-s (416x416, 20 classes, seeded random "
+                                 "weights) and their int8 quantizations yolov4-tiny-int8, yolox-s-int8")
     add_run_options(p, 200, "total trials over all tasks in the work dir; re-running continues up to this count",
                     "work_dirs/tune-model", "records of all tasks", "task_scheduler=round_robin")
     p.add_argument("--repeats", type=int, default=5, help="timed end-to-end runs; the median is reported (default 5)")

@@ -1,15 +1,22 @@
 """The study reproduction end to end at toy scale: a 64-px model trained for one epoch, one
-budget, both precisions; then a larger budget continues from the records."""
+budget, both precisions; then a larger budget continues from the records. The same for YOLOX-s,
+and which model a checkpoint and a work dir hold."""
 
+import argparse
 import json
 import os
 import sys
 
+import pytest
+import torch
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
 
 from minansor.records import RecordStore  # noqa: E402
-from reproduce_study import main  # noqa: E402
+from reproduce_study import choose_model, main  # noqa: E402
 from yolo.data import make_synthetic_voc  # noqa: E402
+from yolo.model import build_model  # noqa: E402
+from yolo.train import TrainConfig, save_checkpoint  # noqa: E402
 
 
 def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
@@ -52,3 +59,69 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "int8: tuning up to 4 trials" in out and "timing the untuned" not in out and "training" not in out
     assert len(RecordStore(os.path.join(work, "int8")).load()) == 4  # budgets are cumulative
+
+
+def _args(**given) -> argparse.Namespace:
+    return argparse.Namespace(**{"model": None, "checkpoint": None, "work_dir": None, "report": None,
+                                 "budgets": [2, 20], **given})
+
+
+def test_the_model_names_the_work_dir_and_the_report(tmp_path):
+    """YOLOv4-tiny keeps the names of the studies already run; another model's carry its name."""
+    first, yolox = _args(), _args(model="yolox-s")
+    assert choose_model(first) is None and choose_model(yolox) is None
+    assert (first.model, first.work_dir, os.path.basename(first.report)) == ("yolov4-tiny", "work_dirs/study",
+                                                                             "study-2-20")
+    assert (yolox.work_dir, os.path.basename(yolox.report)) == ("work_dirs/study-yolox-s", "study-yolox-s-2-20")
+    # a checkpoint decides the model when --model is not given
+    path = str(tmp_path / "yolox.pt")
+    model = build_model("yolox-s", 3)
+    save_checkpoint(path, model, torch.optim.Adam(model.parameters()), 0, TrainConfig(model="yolox-s", input_size=64),
+                    ("a", "b", "c"))
+    args = _args(checkpoint=path, work_dir=str(tmp_path / "new"))
+    loaded, size = choose_model(args)
+    assert args.model == loaded.architecture == "yolox-s" and size == 64
+
+
+def test_another_models_checkpoint_or_work_dir_is_refused_in_one_line(tmp_path, capsys):
+    path = str(tmp_path / "yolox.pt")
+    model = build_model("yolox-s", 3)
+    save_checkpoint(path, model, torch.optim.Adam(model.parameters()), 0, TrainConfig(model="yolox-s", input_size=64),
+                    ("a", "b", "c"))
+    work = tmp_path / "work"
+    assert main(["--checkpoint", path, "--model", "yolov4-tiny", "--work-dir", str(work)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a yolox-s, not a yolov4-tiny" in err
+    assert not work.exists()
+    # a work dir from before YOLOX-s joined does not say which model it holds: YOLOv4-tiny
+    (work / "fp32").mkdir(parents=True)
+    assert main(["--checkpoint", path, "--work-dir", str(work)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a yolov4-tiny study: choose another --work-dir for yolox-s" in err
+
+
+@pytest.mark.slow
+def test_yolox_study_at_toy_scale(tmp_path, capsys):
+    """--model yolox-s: trained here for one epoch at 64 px, both precisions, one budget."""
+    data, work, report = str(tmp_path / "voc"), str(tmp_path / "work"), str(tmp_path / "study")
+    make_synthetic_voc(data, images=10, seed=0, min_size=64, max_size=96)
+    assert main(["--model", "yolox-s", "--data", data, "--work-dir", work, "--report", report, "--input-size", "64",
+                 "--epochs", "1", "--calibration", "2", "--repeats", "1", "--no-progress", "--budgets", "2",
+                 "--rounds", "0", "--set", "number=1", "--set", "repeat=1", "--set", "min_repeat_ms=1"]) == 0
+    assert "training YOLOX-s for 1 epochs" in capsys.readouterr().out
+    with open(report + ".json") as f:
+        saved = json.load(f)
+    rows = saved["rows"]
+    assert saved["model"] == "yolox-s" and {(r["precision"], r["runtime"], r["trials"]) for r in rows} == {
+        ("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
+        ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
+        ("int8", "TVM + minansor", 2)}
+    assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 and r["latency_ms"] > 0 for r in rows)
+    text = open(report + ".md").read()
+    assert text.startswith("# YOLOX-s 64x64: the study's speedup table") and "study speedup" not in text
+    assert "| int8 | TVM + minansor | 2 |" in text
+    for precision in ("fp32", "int8"):
+        assert os.path.exists(os.path.join(work, precision, f"yolox-s-{precision}-2.so"))
+        assert os.path.exists(os.path.join(work, "models", f"yolox-s-{precision}.onnx"))
+    with open(os.path.join(work, "model.txt")) as f:
+        assert f.read().strip() == "yolox-s"

@@ -19,7 +19,7 @@ from yolo.data import SYNTHETIC_CLASSES, make_synthetic_voc
 from yolo.metrics import Detections
 from yolo.model import YoloV4Tiny
 from yolo.photo import DEFAULT_PHOTO, count_hits, main as photo_main
-from yolo.quantize import export_onnx, main as quantize_main, quantize_int8
+from yolo.quantize import export_onnx, main as quantize_main, output_names, quantize_int8
 from yolo.train import TrainConfig, save_checkpoint
 
 SIZE = 64
@@ -33,7 +33,7 @@ def int8_onnx(tmp_path_factory) -> str:
     rng = np.random.default_rng(0)
     quantized = quantize_int8(model, [rng.random((1, 3, SIZE, SIZE), dtype=np.float32) for _ in range(3)])
     path = str(tmp_path_factory.mktemp("int8") / "int8.onnx")
-    export_onnx(quantized, path, SIZE)
+    export_onnx(quantized, path, SIZE, output_names(model))
     return path
 
 
@@ -45,6 +45,7 @@ def _run(mod: tvm.IRModule, x: np.ndarray) -> list[np.ndarray]:
 
 def test_export_is_qdq_with_int8_weights(int8_onnx):
     graph = onnx.load(int8_onnx).graph
+    assert [o.name for o in graph.output] == ["p5", "p4"]
     ops = [node.op_type for node in graph.node]
     assert ops.count("Conv") == 21 and ops.count("QuantizeLinear") >= 20 and ops.count("DequantizeLinear") >= 41
     int8_kernels = [t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]

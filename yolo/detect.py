@@ -1,5 +1,11 @@
-"""From raw head outputs to detections: decoding with the cfg's anchors, masks and scale_x_y,
-then score filtering and per-class NMS (ours, in yolo.metrics)."""
+"""From raw head outputs to detections: decoding, then score filtering and per-class NMS (ours, in
+yolo.metrics).
+
+Two head layouts decode here. YOLOv4-tiny: two maps of 3 anchors x (5 + C) channels, decoded with
+the cfg's anchors, masks and scale_x_y. YOLOX: three maps of 5 + C channels, one prediction per
+cell (anchor-free), a box centre ``(t_x + c_x) * stride`` and size ``exp(t_w) * stride``. The
+channel count tells them apart, so an exported model's outputs decode without knowing the model.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ import torch
 from .data import letterbox, unletterbox
 from .metrics import Detections, batched_nms
 from .model import ANCHORS, ANCHORS_PER_SCALE, MASKS, SCALE_X_Y, STRIDES
+from .yolox import STRIDES as ANCHOR_FREE_STRIDES
 
 
 Forward = Callable[[np.ndarray], list[np.ndarray]]  # (1, 3, S, S) float32 in [0, 1] -> raw head outputs
@@ -37,11 +44,59 @@ def decode_boxes(raw: torch.Tensor, level: int) -> torch.Tensor:
     return torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)
 
 
+def is_anchor_free(outputs, num_classes: int) -> bool:
+    """True for YOLOX's head layout (5 + C channels a map), False for YOLOv4-tiny's (3 x (5 + C))."""
+    channels = outputs[0].shape[1]
+    if channels not in (5 + num_classes, ANCHORS_PER_SCALE * (5 + num_classes)):
+        raise ValueError(f"a head output has {channels} channels: neither YOLOX's {5 + num_classes} nor "
+                         f"YOLOv4-tiny's {ANCHORS_PER_SCALE * (5 + num_classes)} for {num_classes} classes")
+    return channels == 5 + num_classes
+
+
+def flatten_levels(outputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLOX's maps (B, 5 + C, H, W) at strides 8, 16, 32 -> predictions (B, N, 5 + C), one a cell,
+    level after level in row-major order, with the cell of each (N, 2: x, y) and its stride (N,)."""
+    raws, cells, strides = [], [], []
+    for output, stride in zip(outputs, ANCHOR_FREE_STRIDES):
+        b, channels, h, w = output.shape
+        raws.append(output.permute(0, 2, 3, 1).reshape(b, h * w, channels))
+        grid_y, grid_x = torch.meshgrid(torch.arange(h, device=output.device), torch.arange(w, device=output.device),
+                                        indexing="ij")
+        cells.append(torch.stack([grid_x, grid_y], dim=-1).reshape(-1, 2).to(output.dtype))
+        strides.append(torch.full((h * w,), float(stride), dtype=output.dtype, device=output.device))
+    return torch.cat(raws, 1), torch.cat(cells), torch.cat(strides)
+
+
+def decode_anchor_free_boxes(raw: torch.Tensor, cells: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """Box channels (..., N, >= 4) of YOLOX predictions -> (x1, y1, x2, y2) in input pixels."""
+    centre = (raw[..., :2] + cells) * strides[:, None]
+    size = torch.exp(raw[..., 2:4].clamp(max=8)) * strides[:, None]
+    return torch.cat([centre - size / 2, centre + size / 2], dim=-1)
+
+
+def encode_anchor_free_boxes(boxes: torch.Tensor, cells: torch.Tensor, strides: torch.Tensor) -> torch.Tensor:
+    """The inverse: (x1, y1, x2, y2) boxes (..., N, 4) -> the box channels that decode to them at
+    those cells."""
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    size = boxes[..., 2:] - boxes[..., :2]
+    return torch.cat([centre / strides[:, None] - cells, torch.log(size / strides[:, None])], dim=-1)
+
+
+def decode_anchor_free(outputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """YOLOX's three maps -> boxes (B, N, 4), objectness (B, N) and class probabilities (B, N, C)."""
+    raw, cells, strides = flatten_levels(outputs)
+    return decode_anchor_free_boxes(raw, cells, strides), torch.sigmoid(raw[..., 4]), torch.sigmoid(raw[..., 5:])
+
+
 def decode(outputs, num_classes: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Both heads -> boxes (B, N, 4), objectness (B, N) and class probabilities (B, N, C)."""
+    """All heads (YOLOv4-tiny's or YOLOX's) -> boxes (B, N, 4), objectness (B, N) and class
+    probabilities (B, N, C)."""
+    outputs = [torch.as_tensor(output) for output in outputs]
+    if is_anchor_free(outputs, num_classes):
+        return decode_anchor_free(outputs)
     boxes, objectness, classes = [], [], []
     for level, output in enumerate(outputs):
-        raw = split_head(torch.as_tensor(output), num_classes)
+        raw = split_head(output, num_classes)
         b = raw.shape[0]
         boxes.append(decode_boxes(raw, level).reshape(b, -1, 4))
         objectness.append(torch.sigmoid(raw[..., 4]).reshape(b, -1))

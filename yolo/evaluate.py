@@ -1,4 +1,4 @@
-"""VOC mAP@0.5 of a YOLOv4-tiny checkpoint on a split of a VOC-layout directory.
+"""VOC mAP@0.5 of a checkpoint (YOLOv4-tiny or YOLOX-s) on a split of a VOC-layout directory.
 
     python -m yolo.evaluate --data data/synthetic-voc --checkpoint runs/yolo/last.pt --split test
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model, input_size, _ = load_checkpoint(args.checkpoint)
         dataset = VOCDataset(args.data, args.split)
-    except (OSError, KeyError, RuntimeError) as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
         print(f"yolo.evaluate: error: {err}", file=sys.stderr)
         return 2
     all_point, eleven_point = evaluate(torch_forward(model), dataset, input_size, model.num_classes)

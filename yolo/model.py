@@ -4,15 +4,23 @@ The module tree follows the darknet layer order exactly, so that the 21 convolut
 :meth:`YoloV4Tiny.conv_layers` line up one to one with the ``[convolutional]`` sections of the cfg
 and with the records of a darknet ``.weights`` file (see :mod:`yolo.darknet`). Darknet layer numbers
 are given in the comments as ``L<n>``.
+
+The module also serves both networks of the study (YOLOX-s is in :mod:`yolo.yolox`): it names them
+(:data:`ARCHITECTURES`), builds them (:func:`build_model`), loads checkpoints of either
+(:func:`load_checkpoint`) and counts the parameters and FLOPs of any model (:func:`complexity`).
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .yolox import SIZES as YOLOX_SIZES
+from .yolox import YoloX
 
 #: Anchor boxes (width, height) in pixels of the 416x416 network input, as in the darknet cfg.
 ANCHORS: tuple[tuple[int, int], ...] = ((10, 14), (23, 27), (37, 58), (81, 82), (135, 169), (344, 319))
@@ -105,6 +113,9 @@ class YoloV4Tiny(nn.Module):
     anchor's channels are ``tx, ty, tw, th, objectness, class scores`` as in darknet.
     """
 
+    architecture = "yolov4-tiny"
+    strides = STRIDES  # of the outputs, in forward order
+
     def __init__(self, num_classes: int = 20) -> None:
         super().__init__()
         if num_classes < 1:
@@ -150,45 +161,65 @@ class YoloV4Tiny(nn.Module):
         blocks += [self.conv26, self.conv27, self.conv28, self.head32, self.conv32, self.conv35, self.head16]
         return blocks
 
+    def frozen_parts(self) -> list[nn.Module]:
+        """What the frozen phase of the recipe freezes: the CSPDarknet53-tiny backbone."""
+        return [self.stem1, self.stem2, self.csp1, self.csp2, self.csp3]
 
-def load_checkpoint(path: str) -> tuple[YoloV4Tiny, int, tuple[str, ...]]:
+
+#: The networks of the study, by the name checkpoints and command lines use.
+ARCHITECTURES: tuple[str, ...] = ("yolov4-tiny", *YOLOX_SIZES)
+
+#: How summaries, reports and plots name each network.
+DISPLAY_NAMES: dict[str, str] = {"yolov4-tiny": "YOLOv4-tiny", "yolox-s": "YOLOX-s"}
+
+
+def build_model(architecture: str, num_classes: int) -> YoloV4Tiny | YoloX:
+    """A freshly initialized network of one of ARCHITECTURES."""
+    if architecture == YoloV4Tiny.architecture:
+        return YoloV4Tiny(num_classes)
+    if architecture in YOLOX_SIZES:
+        return YoloX(num_classes, architecture)
+    raise ValueError(f"unknown model {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def load_checkpoint(path: str) -> tuple[YoloV4Tiny | YoloX, int, tuple[str, ...]]:
     """The model of a checkpoint (in eval mode), its input size and its class names."""
     state = torch.load(path, map_location="cpu", weights_only=False)
-    model = YoloV4Tiny(state["num_classes"])
+    # Checkpoints written before YOLOX joined do not name their model: they all hold YOLOv4-tiny.
+    model = build_model(state.get("architecture", YoloV4Tiny.architecture), state["num_classes"])
     model.load_state_dict(state["model"])
     return model.eval(), state["config"]["input_size"], tuple(state["classes"])
 
 
-def fuse_batchnorm(model: YoloV4Tiny) -> YoloV4Tiny:
-    """Return a copy with every batch norm folded into its conv's weight and bias.
+def fuse_batchnorm(model: nn.Module) -> nn.Module:
+    """Return a copy with every batch norm folded into the conv before it (its weight and bias).
 
-    Exporters and compilers then see 21 conv+bias(+leaky) ops instead of conv, BN, leaky chains, so
-    the activation fuses with the conv. Only valid for inference: the copy uses the running stats.
+    Both networks put a conv and the batch norm after it in one block, as its ``conv`` and ``bn``
+    (YOLOv4-tiny's :class:`ConvBlock`, YOLOX's :class:`yolo.yolox.BaseConv`); the folded block keeps
+    the conv, now with a bias, and ``bn`` becomes None. Exporters and compilers then see conv+bias
+    (+activation) ops instead of conv, BN, activation chains, so the activation fuses with the conv.
+    Only valid for inference: the copy uses the running statistics. A batch norm anywhere else is
+    an error rather than left in place.
     """
     fused = copy.deepcopy(model).eval()
-    for block in fused.conv_layers():
-        bn = block.bn
-        if bn is None:
+    for block in fused.modules():
+        bn, conv = getattr(block, "bn", None), getattr(block, "conv", None)
+        if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, nn.Conv2d):
             continue
-        conv = block.conv
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
         bias = bn.bias - bn.running_mean * scale
         if conv.bias is not None:
             bias = bias + conv.bias * scale
-        new_conv = nn.Conv2d(
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            groups=conv.groups,
-            bias=True,
-        )
+        new_conv = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                             conv.dilation, conv.groups, bias=True)
         with torch.no_grad():
             new_conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))
             new_conv.bias.copy_(bias)
         block.conv = new_conv
         block.bn = None
+    left = [name for name, m in fused.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if left:
+        raise ValueError(f"batch norms not after a block's conv, not folded: {', '.join(left)}")
     return fused
 
 
@@ -217,20 +248,16 @@ def conv_flops(conv: nn.Conv2d, out_height: int, out_width: int) -> int:
     return 2 * macs
 
 
-def complexity(model: nn.Module, input_size: int = INPUT_SIZE) -> Complexity:
-    """Count parameters and conv FLOPs for one ``input_size`` x ``input_size`` RGB image.
-
-    Parameters are the learnable tensors only (BN running statistics are buffers). FLOPs are summed
-    over every ``nn.Conv2d`` by :func:`conv_flops`; pooling, upsampling, concatenation, BN and
-    activations are left out.
-    """
+def count_ops(model: nn.Module, input_size: int, ops: Callable[[nn.Module, torch.Tensor], int]) -> int:
+    """Sum of ``ops(module, output)`` over every module a forward pass of one zero
+    ``input_size`` x ``input_size`` RGB image runs, in eval mode."""
     total = 0
 
-    def count(module: nn.Conv2d, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def count(module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         nonlocal total
-        total += conv_flops(module, output.shape[-2], output.shape[-1])
+        total += ops(module, output)
 
-    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
     was_training = model.training
     try:
         model.eval()
@@ -240,5 +267,39 @@ def complexity(model: nn.Module, input_size: int = INPUT_SIZE) -> Complexity:
         model.train(was_training)
         for hook in hooks:
             hook.remove()
+    return total
+
+
+def complexity(model: nn.Module, input_size: int = INPUT_SIZE) -> Complexity:
+    """Count parameters and conv FLOPs for one ``input_size`` x ``input_size`` RGB image.
+
+    Parameters are the learnable tensors only (BN running statistics are buffers). FLOPs are summed
+    over every ``nn.Conv2d`` by :func:`conv_flops`; pooling, upsampling, concatenation, BN and
+    activations are left out.
+    """
+
+    def ops(module: nn.Module, output: torch.Tensor) -> int:
+        return conv_flops(module, output.shape[-2], output.shape[-1]) if isinstance(module, nn.Conv2d) else 0
+
     params = sum(p.numel() for p in model.parameters())
-    return Complexity(params=params, flops=total, input_size=input_size)
+    return Complexity(params=params, flops=count_ops(model, input_size, ops), input_size=input_size)
+
+
+def thop_flops(model: nn.Module, input_size: int) -> int:
+    """FLOPs as YOLOX reports them (26.8 G for YOLOX-s at 640): 2 x what thop counts as MACs.
+
+    thop counts a conv's multiply-adds plus one per output element for its bias, two per element
+    of a batch norm in eval mode, and nothing for SiLU, pooling, upsampling or concatenation. So
+    this is :func:`complexity`'s FLOPs plus 2 per conv-bias output element plus 4 per batch norm
+    output element.
+    """
+
+    def ops(module: nn.Module, output: torch.Tensor) -> int:
+        if isinstance(module, nn.Conv2d):
+            bias = output.numel() if module.bias is not None else 0
+            return conv_flops(module, output.shape[-2], output.shape[-1]) + 2 * bias
+        if isinstance(module, nn.BatchNorm2d):
+            return 2 * 2 * output.numel()
+        return 0
+
+    return count_ops(model, input_size, ops)

@@ -1,4 +1,4 @@
-"""Int8 post-training static quantization of a YOLOv4-tiny checkpoint, exported as QDQ ONNX.
+"""Int8 post-training static quantization of a YOLOv4-tiny or YOLOX-s checkpoint, exported as QDQ ONNX.
 
     python -m yolo.quantize --checkpoint runs/yolo/last.pt --data data/synthetic-voc --out runs/yolo
 
@@ -7,7 +7,8 @@ activations per tensor, int8 weights per output channel, both static) calibrated
 `--calibration` letterboxed training images, then `torch.onnx.export(dynamo=True)` writes a QDQ
 model. Batch norm is folded into the convolutions first, as deployment does. Both the fp32 and the
 int8 ONNX files are written next to each other, and the mAP of fp32 (PyTorch) and int8
-(onnxruntime) is measured on the same split.
+(onnxruntime) is measured on the same split. The ONNX outputs are named by level, ``p<k>`` for
+stride 2^k, in the model's output order: YOLOv4-tiny ``p5, p4``, YOLOX ``p3, p4, p5``.
 """
 
 from __future__ import annotations
@@ -27,9 +28,15 @@ from .data import VOCDataset, letterbox
 from .detect import Forward, to_input
 from .evaluate import evaluate, torch_forward
 from .model import YoloV4Tiny, fuse_batchnorm, load_checkpoint
+from .yolox import YoloX
 
 INPUT_NAME = "images"
-OUTPUT_NAMES = ("p5", "p4")  # the 13x13 and 26x26 heads at 416x416
+
+
+def output_names(model: YoloV4Tiny | YoloX) -> tuple[str, ...]:
+    """The ONNX names of a model's head outputs, in forward order: ``p<k>`` for stride 2^k
+    (YOLOv4-tiny: p5, p4, the 13x13 and 26x26 heads at 416x416; YOLOX: p3, p4, p5)."""
+    return tuple(f"p{stride.bit_length() - 1}" for stride in model.strides)
 
 
 @contextlib.contextmanager
@@ -54,8 +61,13 @@ def calibration_inputs(dataset: VOCDataset, count: int, input_size: int, rng: np
     return [to_input(letterbox(dataset[int(i)].image, np.zeros((0, 4), np.float32), input_size)[0]) for i in chosen]
 
 
-def quantize_int8(model: YoloV4Tiny, calibration: list[np.ndarray]) -> torch.nn.Module:
-    """The BN-folded model with int8 weights and uint8 activations, calibrated on `calibration`."""
+def quantize_int8(model: YoloV4Tiny | YoloX, calibration: list[np.ndarray]) -> torch.nn.Module:
+    """The BN-folded model with int8 weights and uint8 activations, calibrated on `calibration`.
+
+    The X86 quantizer quantizes the inputs and weights of every convolution and what max pools
+    and concatenations pass on. In YOLOX the rest (SiLU, as sigmoid and multiply, the residual
+    adds, the Focus slices, upsampling) computes in float between a DequantizeLinear and the next
+    QuantizeLinear."""
     with _quiet():
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as x86
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
@@ -70,23 +82,25 @@ def quantize_int8(model: YoloV4Tiny, calibration: list[np.ndarray]) -> torch.nn.
         return convert_pt2e(prepared)
 
 
-def export_onnx(module: torch.nn.Module, path: str, input_size: int) -> None:
-    """A static-shape (1, 3, S, S) ONNX file; QDQ nodes where `module` is quantized."""
+def export_onnx(module: torch.nn.Module, path: str, input_size: int, names: tuple[str, ...]) -> None:
+    """A static-shape (1, 3, S, S) ONNX file with outputs `names` (:func:`output_names` of the
+    model `module` is or was quantized from); QDQ nodes where `module` is quantized."""
     example = (torch.zeros(1, 3, input_size, input_size),)
     with _quiet():
         program = torch.onnx.export(module, example, dynamo=True, opset_version=18, input_names=[INPUT_NAME],
-                                    output_names=list(OUTPUT_NAMES))
+                                    output_names=list(names))
     program.save(path)
 
 
-def export_fp32_and_int8(model: YoloV4Tiny, calibration: list[np.ndarray], folder: str, input_size: int,
+def export_fp32_and_int8(model: YoloV4Tiny | YoloX, calibration: list[np.ndarray], folder: str, input_size: int,
                         prefix: str = "") -> dict[str, str]:
     """Write the BN-folded fp32 model and its int8 QDQ quantization as ONNX files in `folder`
     (`<prefix>fp32.onnx`, `<prefix>int8.onnx`); returns {precision: path}."""
     os.makedirs(folder, exist_ok=True)
     paths = {p: os.path.join(folder, f"{prefix}{p}.onnx") for p in ("fp32", "int8")}
-    export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], input_size)
-    export_onnx(quantize_int8(model, calibration), paths["int8"], input_size)
+    names = output_names(model)
+    export_onnx(fuse_batchnorm(model).eval(), paths["fp32"], input_size, names)
+    export_onnx(quantize_int8(model, calibration), paths["int8"], input_size, names)
     return paths
 
 
@@ -112,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         model, input_size, _ = load_checkpoint(args.checkpoint)
         calibration_set = VOCDataset(args.data, args.calibration_split)
         test_set = None if args.no_eval else VOCDataset(args.data, args.split)
-    except (OSError, KeyError, RuntimeError) as err:
+    except (OSError, KeyError, RuntimeError, ValueError) as err:
         print(f"yolo.quantize: error: {err}", file=sys.stderr)
         return 2
     calibration = calibration_inputs(calibration_set, args.calibration, input_size, np.random.default_rng(args.seed))

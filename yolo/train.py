@@ -1,11 +1,13 @@
-"""Train YOLOv4-tiny with the reference recipe on a VOC-layout directory.
+"""Train YOLOv4-tiny or YOLOX-s with the reference recipe on a VOC-layout directory.
 
-    python -m yolo.train --data data/synthetic-voc --synthetic 400 --out runs/yolo
+    python -m yolo.train --data data/synthetic-voc --synthetic 400 --out runs/yolo [--model yolox-s]
 
-Two phases, each with its own Adam optimizer (weight decay 5e-4) and cosine learning rate: the
-backbone frozen (its batch norms too), then everything. The study's recipe starts from a
-pretrained backbone: --frozen-epochs 50 --frozen-batch 32 --frozen-lr 1e-3 --unfrozen-epochs 50
---unfrozen-batch 16 --unfrozen-lr 1e-4. Nothing pretrained can be fetched here, and freezing a
+Both networks share the data pipeline, augmentations and schedules; each has its own loss
+(yolo.loss for YOLOv4-tiny, yolo.yolox_loss with SimOTA for YOLOX-s). Two phases, each with its
+own Adam optimizer (weight decay 5e-4) and cosine learning rate: the backbone frozen (its batch
+norms too; for YOLOX-s backbone and neck, as the reference recipe), then everything. The study's
+recipe starts from a pretrained backbone: --frozen-epochs 50 --frozen-batch 32 --frozen-lr 1e-3
+--unfrozen-epochs 50 --unfrozen-batch 16 --unfrozen-lr 1e-4. Nothing pretrained can be fetched here, and freezing a
 random backbone teaches nothing, so the defaults train everything from scratch at lr 1e-3.
 Mosaic with probability 0.5, else letterbox + flip; HSV jitter always. A checkpoint is written after every
 epoch (`OUT/last.pt`); running the same command again continues from it. With --synthetic N a
@@ -29,13 +31,20 @@ from tqdm import tqdm
 from .data import VOCDataset, augment, make_synthetic_voc
 from .evaluate import evaluate, torch_forward
 from .loss import yolo_loss
-from .model import YoloV4Tiny
+from .model import ARCHITECTURES, YoloV4Tiny, build_model
+from .yolox import YoloX
+from .yolox_loss import yolox_loss
 
-BACKBONE = ("stem1", "stem2", "csp1", "csp2", "csp3")
+Model = YoloV4Tiny | YoloX
+
+
+class OtherModelError(ValueError):
+    """OUT/last.pt holds another architecture than the one asked to train."""
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    model: str = "yolov4-tiny"  # one of yolo.model.ARCHITECTURES
     input_size: int = 416
     frozen_epochs: int = 0
     unfrozen_epochs: int = 60
@@ -65,14 +74,19 @@ def cosine_lr(base: float, step: int, total: int, min_ratio: float) -> float:
     return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * step / max(total, 1))))
 
 
-def set_backbone_frozen(model: YoloV4Tiny, frozen: bool) -> None:
-    for name in BACKBONE:
-        part = getattr(model, name)
+def set_backbone_frozen(model: Model, frozen: bool) -> None:
+    for part in model.frozen_parts():
         part.requires_grad_(not frozen)
         part.train(not frozen)  # frozen batch norms keep their statistics
 
 
-def make_optimizer(model: YoloV4Tiny, lr: float, config: TrainConfig) -> torch.optim.Optimizer:
+def training_loss(model: Model):
+    """The loss function of a model's architecture: (outputs, targets, num_classes, label_smoothing)
+    -> (loss, parts)."""
+    return yolo_loss if isinstance(model, YoloV4Tiny) else yolox_loss
+
+
+def make_optimizer(model: Model, lr: float, config: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr,
                             weight_decay=config.weight_decay)
 
@@ -91,23 +105,28 @@ def batches(dataset: VOCDataset, batch_size: int, config: TrainConfig, rng: np.r
         yield torch.stack(images), targets
 
 
-def save_checkpoint(path: str, model: YoloV4Tiny, optimizer: torch.optim.Optimizer, epoch: int,
+def save_checkpoint(path: str, model: Model, optimizer: torch.optim.Optimizer, epoch: int,
                     config: TrainConfig, classes: tuple[str, ...]) -> None:
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                 "config": dataclasses.asdict(config), "classes": list(classes),
-                "num_classes": model.num_classes}, tmp)
+                "num_classes": model.num_classes, "architecture": model.architecture}, tmp)
     os.replace(tmp, path)  # a killed run never leaves a half-written checkpoint
 
 
 def train(dataset: VOCDataset, config: TrainConfig, out_dir: str, val: VOCDataset | None = None,
-          progress: bool = True) -> YoloV4Tiny:
+          progress: bool = True) -> Model:
     """Train (or continue training from OUT/last.pt) and return the model."""
     os.makedirs(out_dir, exist_ok=True)
     last = os.path.join(out_dir, "last.pt")
     torch.manual_seed(config.seed)
-    model = YoloV4Tiny(len(dataset.classes))
+    model = build_model(config.model, len(dataset.classes))
+    loss_function = training_loss(model)
     state = torch.load(last, map_location="cpu", weights_only=False) if os.path.exists(last) else None
+    held = state.get("architecture", YoloV4Tiny.architecture) if state else config.model  # old ones: v4-tiny
+    if held != config.model:
+        raise OtherModelError(f"{last} holds a {held}, not a {config.model}: choose another --out to train a new "
+                              "model")
     start = state["epoch"] + 1 if state else 0
     if state:
         model.load_state_dict(state["model"])
@@ -127,7 +146,7 @@ def train(dataset: VOCDataset, config: TrainConfig, out_dir: str, val: VOCDatase
         with tqdm(batches(dataset, batch_size, config, rng), total=steps, disable=not progress,
                   desc=f"epoch {epoch + 1}/{config.epochs} ({'frozen' if frozen else 'all'})", unit="batch") as bar:
             for images, targets in bar:
-                loss, parts = yolo_loss(model(images), targets, model.num_classes, config.label_smoothing)
+                loss, parts = loss_function(model(images), targets, model.num_classes, config.label_smoothing)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -158,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    if config.model not in ARCHITECTURES:
+        parser.error(f"--model must be one of {', '.join(ARCHITECTURES)}, got {config.model!r}")
     if args.synthetic and not os.path.isdir(os.path.join(args.data, "Annotations")):
         make_synthetic_voc(args.data, images=args.synthetic, seed=config.seed)
     try:
@@ -167,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"yolo.train: error: {err}", file=sys.stderr)
         return 2
-    train(dataset, config, args.out, val, progress=not args.no_progress)
+    try:
+        train(dataset, config, args.out, val, progress=not args.no_progress)
+    except OtherModelError as err:
+        print(f"yolo.train: error: {err}", file=sys.stderr)
+        return 2
     print(f"checkpoint: {os.path.join(args.out, 'last.pt')}")
     return 0
 

@@ -1,6 +1,6 @@
 """Where networks come from: an ONNX file, a saved `torch.export` program (.pt2), a PyTorch
-module in memory, or a built-in model by name (`convnet` here; YOLOv4-tiny from yolo/networks.py,
-registered as an entry point). Each becomes a `Network` whose reference
+module in memory, or a built-in model by name (`convnet` here; YOLOv4-tiny and YOLOX-s, fp32 and
+int8, from yolo/networks.py, registered as entry points). Each becomes a `Network` whose reference
 forward is the source framework's own (onnxruntime, PyTorch), for the numerical check.
 
 Weights are bound into the Relax module as constants, so graph optimization can fold them.
