@@ -98,30 +98,3 @@ def test_another_models_checkpoint_or_work_dir_is_refused_in_one_line(tmp_path, 
     assert main(["--checkpoint", path, "--work-dir", str(work)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "holds a yolov4-tiny study: choose another --work-dir for yolox-s" in err
-
-
-@pytest.mark.slow
-def test_yolox_study_at_toy_scale(tmp_path, capsys):
-    """--model yolox-s: trained here for one epoch at 64 px, both precisions, one budget."""
-    data, work, report = str(tmp_path / "voc"), str(tmp_path / "work"), str(tmp_path / "study")
-    make_synthetic_voc(data, images=10, seed=0, min_size=64, max_size=96)
-    assert main(["--model", "yolox-s", "--data", data, "--work-dir", work, "--report", report, "--input-size", "64",
-                 "--epochs", "1", "--calibration", "2", "--repeats", "1", "--no-progress", "--budgets", "2",
-                 "--rounds", "0", "--set", "number=1", "--set", "repeat=1", "--set", "min_repeat_ms=1"]) == 0
-    assert "training YOLOX-s for 1 epochs" in capsys.readouterr().out
-    with open(report + ".json") as f:
-        saved = json.load(f)
-    rows = saved["rows"]
-    assert saved["model"] == "yolox-s" and {(r["precision"], r["runtime"], r["trials"]) for r in rows} == {
-        ("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
-        ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
-        ("int8", "TVM + minansor", 2)}
-    assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 and r["latency_ms"] > 0 for r in rows)
-    text = open(report + ".md").read()
-    assert text.startswith("# YOLOX-s 64x64: the study's speedup table") and "study speedup" not in text
-    assert "| int8 | TVM + minansor | 2 |" in text
-    for precision in ("fp32", "int8"):
-        assert os.path.exists(os.path.join(work, precision, f"yolox-s-{precision}-2.so"))
-        assert os.path.exists(os.path.join(work, "models", f"yolox-s-{precision}.onnx"))
-    with open(os.path.join(work, "model.txt")) as f:
-        assert f.read().strip() == "yolox-s"
