@@ -372,7 +372,7 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
     lines += ["", STUDY_SUMMARY[args.model], ""] if args.model in STUDY_SUMMARY else [""]
     tuned = [r for r in rows if r.tasks]
     if tuned:
-        lines += [f"## Tasks of the tuned network, against this machine's peak", "",
+        lines += ["## Tasks of the tuned network, against this machine's peak", "",
                   f"Peaks measured in this run on every core (`minansor/measure/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
                   f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of VNNI dot products (vpdpbusd; "
                   "the fp32 peak where the CPU has no VNNI): no program does more multiply-adds per second. "

@@ -1,13 +1,12 @@
 """The study reproduction end to end at toy scale: a 64-px model trained for one epoch, one
-budget, both precisions; then a larger budget continues from the records. The same for YOLOX-s,
-and which model a checkpoint and a work dir hold."""
+budget, both precisions; then a larger budget continues from the records. And which model a
+checkpoint and a work dir hold (YOLOX-s runs the same steps)."""
 
 import argparse
 import json
 import os
 import sys
 
-import pytest
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
