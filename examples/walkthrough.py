@@ -77,7 +77,8 @@ def walkthrough(workload: str, config: SearchConfig, work_dir: str, rounds: int)
               "function named above it. Read it beside the code: the section titles are module names.")
 
     page.text("## 1. The task: `tasks.workloads.make_task` -> `tasks.task.Task`",
-              f"The workload is {YOLO_LAYERS.get(workload, 'a catalogue workload')}. `make_task` builds it with "
+              (f"The workload is a YOLOv4-tiny conv layer, called {YOLO_LAYERS[workload]} time(s) per image. "
+               if workload in YOLO_LAYERS else "The workload is from the catalogue. ") + "`make_task` builds it with "
               "TVM's tensor expressions and wraps one PrimFunc with its target, argument specs and FLOPs "
               "(`tasks.task.Task.from_module`, the same constructor network task extraction uses).")
     page.output([f"{a.name}: {a.shape} {a.dtype}{' (output)' if a.is_output else ''}" for a in task.args]
