@@ -11,6 +11,7 @@ experiments/results/train-<model>-<input size>.{md,json,png} (or --report).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from minansor.report import markdown_table  # noqa: E402
 from yolo.data import VOCDataset  # noqa: E402
 from yolo.evaluate import evaluate, torch_forward  # noqa: E402
 from yolo.model import DISPLAY_NAMES, build_model, load_checkpoint  # noqa: E402
+from yolo.train import TrainConfig  # noqa: E402
 
 LOSS_PARTS = ("box", "object", "class")
 
@@ -38,6 +40,13 @@ def read_history(path: str) -> list[dict]:
                 record = json.loads(line)
                 by_epoch[record["epoch"]] = record
     return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def training_command(config: dict, run: str, data: str) -> str:
+    """The yolo.train command that trains this run again: its settings that differ from the defaults."""
+    defaults = dataclasses.asdict(TrainConfig())
+    flags = [f"--{name.replace('_', '-')} {value}" for name, value in config.items() if defaults.get(name) != value]
+    return " ".join(["python -m yolo.train --data", data, "--out", run, *flags])
 
 
 def split_map(model: torch.nn.Module, data: str, split: str, input_size: int) -> float:
@@ -94,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{r['lr']:.2e}", f"{r['val_map']:.3f}" if "val_map" in r else ""] for r in history]
     lines = [f"# {name}: training on `{args.data}` at {input_size}x{input_size}", "",
              f"Machine: {machine()}. Command: `{command}`", "",
-             f"Run `{args.run}`, {len(history)} epochs; its settings (yolo.train's TrainConfig): "
-             + ", ".join(f"{k}={v}" for k, v in config.items()) + ".", "",
+             f"Run `{args.run}`, {len(history)} epochs, trained by `{training_command(config, args.run, args.data)}`; "
+             "its settings (yolo.train's TrainConfig): " + ", ".join(f"{k}={v}" for k, v in config.items()) + ".", "",
              "mAP is VOC mAP@0.5 (all-point). The untrained network is the same architecture initialized with the "
              "run's seed, as yolo.train initializes it before its first step: what a network that learned nothing "
              "scores here.", "",
@@ -110,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         f.write("\n".join(lines))
     with open(report + ".json", "w", encoding="utf-8") as f:
         json.dump({"command": command, "machine": machine(), "model": model.architecture, "input_size": input_size,
-                   "config": config, "untrained_map": {"val": untrained_val, "test": untrained_test},
+                   "training_command": training_command(config, args.run, args.data), "config": config,
+                   "untrained_map": {"val": untrained_val, "test": untrained_test},
                    "trained_map": {"val": trained_val, "test": trained_test}, "history": history}, f, indent=1)
     plot(history, untrained_val, f"{name} on {os.path.basename(os.path.normpath(args.data))}: training", report + ".png")
     print("\n".join(lines[:12]))

@@ -33,6 +33,8 @@ def test_the_page_holds_the_history_and_the_measured_mAPs(tmp_path, capsys):
         page = json.load(f)
     assert [r["epoch"] for r in page["history"]] == [0, 1] and "val_map" in page["history"][-1]
     assert page["config"]["seed"] == 3 and page["command"].endswith(f"--report {report}")
+    assert page["training_command"] == (f"python -m yolo.train --data {data} --out {run} --input-size 96 "
+                                        "--unfrozen-epochs 2 --unfrozen-batch 4 --seed 3")
     model, size, _ = load_checkpoint(os.path.join(run, "last.pt"))
     test = VOCDataset(data, "test")
     assert page["trained_map"]["test"] == evaluate(torch_forward(model), test, size, model.num_classes, False)[0].map
