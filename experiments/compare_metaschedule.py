@@ -3,13 +3,15 @@
     python experiments/compare_metaschedule.py --suite quick --budgets 64,200
     python experiments/compare_metaschedule.py --tasks gemm-512x512x512,yolo-conv-52x52-128-128-3x3 --budgets 200
     python experiments/compare_metaschedule.py --model yolov4-tiny --budgets 200
+    python experiments/compare_metaschedule.py --target cuda --suite gpu --budgets 64 --set build_workers=16
 
 Runs the two tuners one after the other for every task and budget (never in parallel: run
 nothing else on the machine meanwhile), then writes experiments/results/compare-<suite>-<budget>.md
 (the table), compare-<suite>-<budget>.png (tuning curves) and .json; <suite> is "custom"
 with --tasks, a seed other than 0 adds -seed<S> to every name (results and records), and a layout
 rewrite other than the default (--set layout_rewrite=off: neither tuner packs weights) adds
--rewrite-<value>. The
+-rewrite-<value>, and a target other than this machine's CPU (--target cuda: its GPU) adds
+-<target>. The
 files are rewritten after every task, and a task already in the .json is kept, not re-run: a
 killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
 records of an unfinished one are deleted first, since MetaSchedule would seed its search with
@@ -32,6 +34,8 @@ import dataclasses
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 
 from tqdm import tqdm
@@ -43,8 +47,9 @@ from minansor.compare.report import (geometric_mean_ratio, markdown, network_mar
 from minansor.compare.results import Comparison
 from minansor.compare.task import compare_task, remeasure_comparison
 from minansor.config import SearchConfig
-from minansor.errors import NoValidProgram
+from minansor.errors import NoValidProgram, UserError
 from minansor.network.models import load_model
+from minansor.tasks.targets import resolve_target
 from minansor.tasks.workloads import YOLO_LAYERS, make_task
 from minansor.validation import with_overrides
 
@@ -52,6 +57,8 @@ SUITES = {
     "full": ["gemm-512x512x512", "gemm-1024x1024x1024"] + [n for n in YOLO_LAYERS if n.startswith("yolo-conv")],
     "quick": ["gemm-512x512x512", "yolo-conv-104x104-64-64-3x3", "yolo-conv-52x52-128-128-3x3",
               "yolo-conv-26x26-256-256-3x3", "yolo-conv-13x13-512-256-1x1"],
+    # Two YOLOv4-tiny layers and a GEMM: the GPU rules checked on a real GPU in a few minutes.
+    "gpu": ["yolo-conv-52x52-128-128-3x3", "yolo-conv-26x26-256-256-3x3", "gemm-1024x1024x1024"],
 }
 # The same tasks with the convs in NHWC, the layout networks run in (SearchConfig.data_layout).
 SUITES.update({f"{name}-nhwc": [t + "-nhwc" if t.startswith("yolo-conv") else t for t in tasks]
@@ -62,14 +69,31 @@ AGAIN = {"minansor": "tune minansor again from nothing against the MetaSchedule 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def machine() -> str:
+def machine(target: str = "cpu") -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    described = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    if target != "cpu":
+        described = f"target {target} ({gpu_name()}), host {described}"
+    return described
+
+
+def gpu_name() -> str:
+    """The first GPU nvidia-smi lists, with its driver, or why there is none."""
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout.splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "no GPU found by nvidia-smi"
+
+
+def target_suffix(target: str) -> str:
+    """Results and records on a target other than this machine's CPU get their own names."""
+    return "" if target == "cpu" else "-" + re.sub(r"[^A-Za-z0-9_.]+", "-", target).strip("-")
 
 
 def seed_suffix(seed: int) -> str:
@@ -103,7 +127,7 @@ def compare_model(args, config, command: str, seed: int) -> None:
 
 
 def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig, args, stem: str,
-                  command: str) -> list[Comparison]:
+                  command: str, target) -> list[Comparison]:
     """Every task at one budget and seed; results rewritten after each task, finished tasks kept.
     With --again, the finished tasks are done again instead (see AGAIN); the tasks still to do
     are listed in a file beside the results until the pass is over, so a killed pass goes on
@@ -119,7 +143,7 @@ def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig
     else:
         todo = [n for n in names if n not in done]
     for name in tqdm(todo, desc=f"{budget} trials, seed {seed}", unit="task"):
-        task, work_dir = make_task(name), os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
+        task, work_dir = make_task(name, target), os.path.join(args.work_dir, f"{budget}{seed_suffix(seed)}", name)
         if args.again == "remeasure":
             done[name] = remeasure_comparison(task, config, work_dir, done[name])
         else:  # a task missing from the results did not finish: it starts over, both tuners from nothing
@@ -127,7 +151,8 @@ def compare_suite(names: list[str], budget: int, seed: int, config: SearchConfig
                                       metaschedule=done[name].metaschedule if args.again else None)
         results = [done[n] for n in names if n in done]
         with open(stem + ".md", "w") as f:
-            f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command, machine()))
+            f.write(markdown(results, f"minansor vs MetaSchedule, {budget} trials per task", command,
+                             machine(args.target)))
         with open(stem + ".json", "w") as f:
             json.dump([dataclasses.asdict(r) for r in results], f, indent=1)
         plot_curves(results, stem + ".png")
@@ -152,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budgets", default="64,200", help="comma-separated trial budgets (default 64,200)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds, each run in turn (default 0)")
     parser.add_argument("--work-dir", default="work_dirs/compare", help="records of both tuners")
+    parser.add_argument("--target", default="cpu", help="where the tasks run: a preset (cpu, cuda: this machine's "
+                        "GPU) or a JSON target dict (default cpu)")
     parser.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a SearchConfig field")
     parser.add_argument("--fresh", action="store_true", help="re-run tasks already in the results file")
     parser.add_argument("--again", choices=AGAIN, help="do the tasks already in the results again: " + "; ".join(
@@ -163,14 +190,19 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",") if s]
     except ValueError:
         parser.error(f"--seeds takes comma-separated integers, got {args.seeds!r}")
+    if args.model and args.target != "cpu":
+        parser.error("--model compares on this machine's CPU only; --target is for --tasks and --suite")
     if args.fresh and args.again:
         parser.error("--fresh starts both tuners over; --again keeps their runs: choose one")
     config = with_overrides(SearchConfig(), args.set or [])
-    args.work_dir += rewrite_suffix(config)
+    args.work_dir += rewrite_suffix(config) + target_suffix(args.target)
     os.makedirs(args.results, exist_ok=True)
     command = "python experiments/compare_metaschedule.py " + " ".join(argv or sys.argv[1:])
     try:
         run(args, names, seeds, config, command)
+    except UserError as err:  # a target that is not here, a malformed one
+        print(f"compare_metaschedule: {err}", file=sys.stderr)
+        return 2
     except NoValidProgram as err:  # the results of the tasks before it are written; its records are kept
         print(f"compare_metaschedule: {err}", file=sys.stderr)
         return 1
@@ -182,14 +214,15 @@ def run(args, names: list[str], seeds: list[int], config: SearchConfig, command:
         for seed in seeds:
             compare_model(args, config, command, seed)
         return
+    target = resolve_target(args.target)
     for budget in [int(b) for b in args.budgets.split(",")]:
         base = os.path.join(args.results, f"compare-{'custom' if args.tasks else args.suite}{rewrite_suffix(config)}"
-                                          f"-{budget}")
-        by_seed = {seed: compare_suite(names, budget, seed, config, args, base + seed_suffix(seed), command)
+                                          f"{target_suffix(args.target)}-{budget}")
+        by_seed = {seed: compare_suite(names, budget, seed, config, args, base + seed_suffix(seed), command, target)
                    for seed in seeds}
         if len(seeds) > 1:
             text = seeds_markdown(by_seed, f"minansor vs MetaSchedule, {budget} trials per task, seeds {args.seeds}",
-                                  command, machine())
+                                  command, machine(args.target))
             with open(base + "-seeds.md", "w") as f:
                 f.write(text)
             print(text)

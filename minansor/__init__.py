@@ -28,7 +28,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
     search/                search strategies over a space, guided by a model
       trace.py             the search trace: per-round population, validity, time split by phase
       strategy.py          the SearchStrategy interface, Proposal, fresh random sampling
-      mutate.py            mutators (tile size, unroll, parallel, compute location) and crossover
+      mutate.py            mutators (tile size, unroll, parallel, compute location, GPU threads/vector) and crossover
       evolve.py            the evolutionary search: population, roulette selection, eps-greedy  <- the heart
       random_search.py     the random-search strategy
       strategies.py        every strategy by name

@@ -47,6 +47,7 @@ class SearchConfig:
     mutation_probability: float = 0.85
     crossover_probability: float = 0.0  # taken before mutation; the rest of the draws copy
     mutators: str = "tile_size:0.90,compute_location:0.05,unroll:0.03,parallel:0.02"
+    gpu_mutators: str = "tile_size:0.90,unroll:0.04,threads:0.03,vector:0.03"  # a GPU program's knobs
     eps_greedy: float = 0.05  # share of each round measured at random
     refine_share: float = 0.0  # share of each round given to local refinement (EvolutionarySearch.refinements)
     refine_parents: int = 8  # best measured programs whose neighbourhood is refined

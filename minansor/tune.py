@@ -52,6 +52,7 @@ class TuneResult:
     check: CheckResult | None
     skipped_lines: int  # unreadable lines in trials.jsonl
     rounds: list[dict] = field(default_factory=list)  # this call's rounds (see records.ROUNDS_FILE)
+    rejections: dict[str, int] = field(default_factory=dict)  # invalid random programs by reason (SearchSpace)
 
     @property
     def best_ms(self) -> float:
@@ -176,7 +177,7 @@ class TaskTuner:
                                        self.seed, measurer.outputs if measurer else None) if best_applied else None)
         return TuneResult(self.task, best, best_applied, len(self.history), self.new_trials,
                           sum(not t.ok for t in self.history), self.space.valid_rate, wall_s, check,
-                          self.store.skipped_lines, self.rounds)
+                          self.store.skipped_lines, self.rounds, dict(self.space.rejections.most_common()))
 
 
 def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,

@@ -48,6 +48,7 @@ def validate(config: SearchConfig) -> SearchConfig:
     if config.refine_share + config.eps_greedy > 1.0:
         raise UserError("refine_share + eps_greedy must not exceed 1")
     parse_weights(config.mutators)
+    parse_weights(config.gpu_mutators)
     for names, registry, which in ((config.cpu_sketch_rules, SKETCH_RULES, "CPU"),
                                    (config.gpu_sketch_rules, GPU_SKETCH_RULES, "GPU")):
         unknown = [name for name in names if name not in registry]

@@ -17,7 +17,7 @@ from .. import metaschedule
 from ..config import SearchConfig
 from ..errors import UserError
 from ..tasks.task import Task
-from .results import best_so_far, no_valid_program
+from .results import TunerRun, best_so_far, failure_classes, no_valid_program
 
 
 # MetaSchedule's profiler scopes that do what minansor's propose + learn do (its evolutionary
@@ -28,7 +28,7 @@ _MS_SEARCH_SCOPES = ("EvoSearch/", "MeasureCallback/UpdateCostModel")
 @derived_object
 class _RecordInOrder(ms.measure_callback.PyMeasureCallback):
     """Keeps MetaSchedule's measured latencies in trial order (its database does not), and the
-    first line of every failed candidate's error."""
+    first and last line of every failed candidate's error."""
 
     def __init__(self) -> None:
         self.latencies_ms: list[float] = []
@@ -39,13 +39,16 @@ class _RecordInOrder(ms.measure_callback.PyMeasureCallback):
             secs = [float(s) for s in result.run_secs] if result.run_secs and not result.error_msg else []
             self.latencies_ms.append(1e3 * float(np.mean(secs)) if secs else math.inf)
             error = built.error_msg or result.error_msg
-            if error:
-                self.errors.append(next((line for line in str(error).splitlines() if line.strip()), "?").strip())
+            if error:  # its messages open with who failed ("LocalRunner: An exception occurred") and end with why
+                lines = [line.strip() for line in str(error).splitlines() if line.strip()] or ["?"]
+                self.errors.append(lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}")
 
 
-def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: str, seed: int):
-    """Stock `tune_tir` with our timeouts (metaschedule.py); returns (best module, curve,
-    search seconds per round, wall seconds). Raises NoValidProgram when nothing ran."""
+def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: str,
+                     seed: int) -> tuple[tvm.IRModule, TunerRun]:
+    """Stock `tune_tir` with our timeouts (metaschedule.py); returns its best module and its run
+    (curve, search seconds per round, wall seconds, failures; not yet re-measured or checked).
+    Raises NoValidProgram when nothing ran."""
     per_round = config.trials_per_round
     recorder = _RecordInOrder()
     start = time.perf_counter()
@@ -64,7 +67,9 @@ def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: st
     best = database.query_schedule(task.mod, task.target, workload_name="main")
     if best is None:
         raise no_valid_program("MetaSchedule", task, trials, work_dir, recorder.errors)
-    return best.mod, best_so_far(recorder.latencies_ms), search / rounds, wall
+    curve = best_so_far(recorder.latencies_ms)
+    return best.mod, TunerRun("MetaSchedule", math.nan, curve[-1] if curve else math.inf, curve, search / rounds, wall,
+                              False, failures=failure_classes(recorder.errors))
 
 
 def metaschedule_best(task: Task, ms_dir: str, trials: int) -> tvm.IRModule:

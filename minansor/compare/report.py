@@ -11,20 +11,46 @@ from ..report import markdown_table
 from .results import Comparison, NetworkComparison
 
 
+def _percent_of(r: Comparison, ceiling_gflops: float) -> str:
+    """Both tuners' GFLOPS as a percentage of a ceiling, "-" where there is none."""
+    if not ceiling_gflops > 0:
+        return "-"
+    return f"{100 * r.gflops(r.minansor) / ceiling_gflops:.0f} / {100 * r.gflops(r.metaschedule) / ceiling_gflops:.0f}"
+
+
 def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     headers = ["task", "trials", "minansor ms", "MetaSchedule ms", "ratio", "minansor GFLOPS",
                "MetaSchedule GFLOPS", "% peak (ours / MS)", "% sgemm (ours / MS)", "search s/round (ours / MS)",
-               "wall s (ours / MS)", "checks"]
+               "wall s (ours / MS)", "failed trials (ours / MS)", "checks"]
     rows = []
     for r in results:
         a, b = r.minansor, r.metaschedule
         rows.append([r.task, r.trials, f"{a.best_ms:.4g}", f"{b.best_ms:.4g}", f"{r.ratio:.3f}",
-                     f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}",
-                     f"{100 * r.gflops(a) / r.peak_gflops:.0f} / {100 * r.gflops(b) / r.peak_gflops:.0f}",
-                     f"{100 * r.gflops(a) / r.numpy_sgemm_gflops:.0f} / {100 * r.gflops(b) / r.numpy_sgemm_gflops:.0f}",
+                     f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}", _percent_of(r, r.peak_gflops),
+                     _percent_of(r, r.numpy_sgemm_gflops),
                      f"{a.search_s_per_round:.1f} / {b.search_s_per_round:.1f}", f"{a.wall_s:.0f} / {b.wall_s:.0f}",
+                     f"{sum(a.failures.values())} / {sum(b.failures.values())}",
                      "ok" if a.check_ok and b.check_ok else "FAILED"])
     return headers, rows
+
+
+def failures_markdown(results: list[Comparison]) -> list[str]:
+    """Every class of failed trial each tuner met, per task, and the share of minansor's random
+    programs that were valid, with why the others were rejected (a GPU program over the target's
+    limits is invalid before it is built)."""
+    lines = ["## Failed trials and valid programs", ""]
+    for r in results:
+        run = r.minansor
+        valid = f" (valid: {100 * run.valid_rate:.0f} % of minansor's random programs)" \
+            if not math.isnan(run.valid_rate) else ""
+        lines.append(f"- {r.task}{valid}:")
+        for tuner in (r.minansor, r.metaschedule):
+            classes = "; ".join(f"{count} x `{line}`" for line, count in tuner.failures.items()) or "none"
+            lines.append(f"  - {tuner.name}, failed trials: {classes}")
+        if run.rejections:
+            reasons = "; ".join(f"{count} x `{line}`" for line, count in run.rejections.items())
+            lines.append(f"  - minansor, random programs rejected before any build: {reasons}")
+    return lines + [""]
 
 
 def geometric_mean(values: list[float]) -> float:
@@ -48,13 +74,18 @@ def geometric_mean_interval(ratios: list[float]) -> tuple[float, float]:
 
 def markdown(results: list[Comparison], title: str, command: str, machine: str) -> str:
     headers, rows = table_rows(results)
-    lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "",
-             (f"fp32 peak (FMA-bound kernel, peak.py, same run): {results[0].peak_gflops:.0f} GFLOPS; numpy sgemm "
-              f"(1024³, same run): {results[0].numpy_sgemm_gflops:.0f} GFLOPS") if results else "", "",
+    ceilings = ""
+    if results:
+        first = results[0]
+        ceilings = f"fp32 peak (FMA-bound kernel, peak.py, same run): {first.peak_gflops:.0f} GFLOPS"
+        if first.numpy_sgemm_gflops > 0:
+            ceilings += f"; numpy sgemm (1024³, same run): {first.numpy_sgemm_gflops:.0f} GFLOPS"
+    lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", ceilings, "",
              *markdown_table(headers, rows)]
     lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "
                   "(below 1: minansor faster). Latencies are medians of both best programs re-measured alternately "
-                  "in the same run; search s/round is everything but building and running."]
+                  "in the same run; search s/round is everything but building and running.", "",
+              *failures_markdown(results)]
     return "\n".join(lines) + "\n"
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +23,16 @@ class TunerRun:
     search_s_per_round: float
     wall_s: float
     check_ok: bool
+    valid_rate: float = math.nan  # share of the tuner's random programs that were valid (minansor's only)
+    failures: dict[str, int] = field(default_factory=dict)  # failed trials by the first line of their error
+    rejections: dict[str, int] = field(default_factory=dict)  # invalid random programs by reason, never built
+
+
+def failure_classes(errors: Iterable[str | None], width: int = 160) -> dict[str, int]:
+    """Failed trials counted by the first line of their error (at most `width` characters),
+    most common first."""
+    lines = (next((line.strip() for line in e.splitlines() if line.strip()), "?")[:width] for e in errors if e)
+    return dict(Counter(lines).most_common())
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..tasks.task import Task
 from ..tune import best_trial, tune_task
 from .metaschedule_runs import metaschedule_best, run_metaschedule
 from .remeasure import numpy_sgemm_gflops, remeasure
-from .results import Comparison, TunerRun, best_so_far, no_valid_program
+from .results import Comparison, TunerRun, best_so_far, failure_classes, no_valid_program
 
 
 def start_afresh(work_dir: str, fresh: bool) -> None:
@@ -69,18 +69,19 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
         os.makedirs(ms_dir, exist_ok=True)
     else:
         shutil.rmtree(ours_dir, ignore_errors=True)
-    sgemm = numpy_sgemm_gflops()
-    peak = fp32_peak_gflops(task.target) if task.target.kind.name == "llvm" else math.nan
+    # numpy's sgemm runs on the CPU: no ceiling for a GPU program
+    sgemm = math.nan if task.target.kind.name == "cuda" else numpy_sgemm_gflops()
+    peak = fp32_peak_gflops(task.target)
 
     ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
-    own_curve = best_so_far([t.median_s * 1e3 for t in RecordStore(ours_dir).load(task.name)])
+    trials_recorded = RecordStore(ours_dir).load(task.name)
+    own_curve = best_so_far([t.median_s * 1e3 for t in trials_recorded])
     if metaschedule is None:
-        ms_mod, ms_curve, ms_search, ms_wall = run_metaschedule(task, trials, config, ms_dir, seed)
-        ms_check = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed).ok
-        metaschedule = TunerRun("MetaSchedule", math.nan, ms_curve[-1] if ms_curve else math.inf, ms_curve,
-                                ms_search, ms_wall, ms_check)
+        ms_mod, metaschedule = run_metaschedule(task, trials, config, ms_dir, seed)
+        metaschedule.check_ok = check_against_untuned(task, ms_mod, config.check_rtol, config.check_atol, seed).ok
     ours_run = TunerRun("minansor", math.nan, ours.best_ms, own_curve, ours.search_s_per_round, ours.wall_s,
-                        bool(ours.check and ours.check.ok))
+                        bool(ours.check and ours.check.ok), ours.valid_rate,
+                        failure_classes(t.error for t in trials_recorded), ours.rejections)
     return remeasure_comparison(task, config, work_dir, Comparison(task.name, task.flops, trials, sgemm, ours_run,
                                                                    metaschedule, peak))
 

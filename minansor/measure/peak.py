@@ -13,6 +13,11 @@ and then every FMA stores to memory (measured: 2.7x slower).
 numpy's sgemm (OpenBLAS, compare/remeasure.py) is the other yardstick: a vendor GEMM, what a hand-tuned
 library reaches in practice.
 
+On an NVIDIA GPU the same experiment runs as CUDA threads: every thread of enough blocks to
+fill every multiprocessor several times over keeps `chains` independent scalar FMA chains in
+registers (the hardware hides FMA latency across the warps of a multiprocessor, so fewer chains
+per thread are needed than on a CPU core).
+
 The int8 peak is the same experiment with VNNI's `vpdpbusd` (vnni.py) in place of the FMA: 64
 multiply-adds of 8-bit integers into 16 int32 lanes per instruction, counted as 2 operations
 each, as for fp32.
@@ -60,8 +65,58 @@ def vector_lanes(target: tvm.target.Target) -> int:
 
 def fp32_peak_gflops(target="cpu", chains: int = 12, steps: int = 1 << 16, repeat: int = 25) -> float:
     """Best of `repeat` timings (each at least 20 ms) of the FMA kernel on all of the target's cores, in GFLOPS,
-    measured in a fresh process like every candidate (measure.in_fresh_process)."""
-    return in_fresh_process(_peak_gflops, resolve_target(target).export(), chains, steps, repeat)
+    measured in a fresh process like every candidate (measure.in_fresh_process). A CUDA target
+    is measured on this machine's GPU (`cuda_fp32_peak_gflops`)."""
+    target = resolve_target(target)
+    if target.kind.name == "cuda":
+        return cuda_fp32_peak_gflops(target)
+    return in_fresh_process(_peak_gflops, target.export(), chains, steps, repeat)
+
+
+def cuda_fma_kernel(blocks: int, threads: int, chains: int, steps: int, unroll: int = 8) -> tvm.IRModule:
+    """The GPU form of `fma_kernel`: each of `blocks` x `threads` CUDA threads runs `chains`
+    independent chains `acc = acc * a + b`, `steps` deep (unrolled `unroll` at a time), in registers."""
+
+    @T.prim_func
+    def main(x: T.Buffer((blocks * threads, chains), "float32"), ab: T.Buffer((2,), "float32"),
+             out: T.Buffer((blocks * threads, chains), "float32")):
+        for block in T.thread_binding(blocks, thread="blockIdx.x"):
+            for thread in T.thread_binding(threads, thread="threadIdx.x"):
+                acc = T.decl_buffer((chains,), "float32", scope="local")
+                a = T.decl_buffer((2,), "float32", scope="local")
+                a[0] = ab[0]
+                a[1] = ab[1]
+                for j in T.unroll(chains):
+                    acc[j] = x[block * threads + thread, j]
+                for _ in range(steps // unroll):
+                    for _u in T.unroll(unroll):
+                        for j in T.unroll(chains):
+                            acc[j] = acc[j] * a[0] + a[1]
+                for j in T.unroll(chains):
+                    out[block * threads + thread, j] = acc[j]
+
+    return tvm.IRModule({"main": main})
+
+
+def cuda_fp32_peak_gflops(target="cuda", chains: int = 8, steps: int = 1 << 14, threads: int = 256,
+                          blocks_per_multiprocessor: int = 8, repeat: int = 25) -> float:
+    """Best of `repeat` timings of `cuda_fma_kernel` on this machine's GPU, in GFLOPS, measured
+    in a fresh process like every candidate."""
+    return in_fresh_process(_cuda_peak_gflops, resolve_target(target).export(), chains, steps, threads,
+                            blocks_per_multiprocessor, repeat)
+
+
+def _cuda_peak_gflops(target_config: dict, chains: int, steps: int, threads: int, blocks_per_multiprocessor: int,
+                      repeat: int) -> float:
+    dev = tvm.cuda()
+    blocks = blocks_per_multiprocessor * int(dev.multi_processor_count)
+    lib = tvm.compile(cuda_fma_kernel(blocks, threads, chains, steps), target=tvm.target.Target(target_config))
+    args = [tvm.runtime.tensor(np.ones((blocks * threads, chains), "float32"), dev),
+            tvm.runtime.tensor(np.array([0.999, 0.001], "float32"), dev),
+            tvm.runtime.tensor(np.zeros((blocks * threads, chains), "float32"), dev)]
+    timer = lib.mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=20)
+    seconds = min(timer(*args).results)
+    return 2 * blocks * threads * chains * steps / seconds / 1e9
 
 
 def _peak_gflops(target_config: dict, chains: int, steps: int, repeat: int) -> float:

@@ -40,7 +40,7 @@ class EvolutionarySearch:
         self.space, self.config, self.rng = space, config, rng
         self.model = model or make_cost_model(rng, config)
         self.extract = make_extractor(config.features, space.task)
-        self.weights = parse_weights(config.mutators)
+        self.weights = parse_weights(config.gpu_mutators if space.gpu else config.mutators)
         self.measured: dict[str, tuple[Applied, float]] = {}  # program key -> (program, seconds)
         self._features: dict[str, np.ndarray] = {}
         self.prior: list[tuple[np.ndarray, float]] = []  # (features, seconds) measured elsewhere (warm_start)

@@ -64,6 +64,8 @@ MUTATORS: dict[str, Mutator] = {
     "unroll": _mutate_choice("unroll"),
     "parallel": _mutate_choice("parallel"),
     "vectorize": _mutate_choice("vectorize"),
+    "threads": _mutate_choice("threads"),  # GPU: threads per block of a block the tiling rule left alone
+    "vector": _mutate_choice("vector"),  # GPU: vector width of a cooperative shared-memory fetch
 }
 
 

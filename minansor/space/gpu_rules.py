@@ -8,6 +8,8 @@ its elementwise consumer inlined into the write-back). A reduction with no reuse
 across the threads of a block (cross-thread reduction); any other block gets its spatial loops
 fused and spread over blocks and threads. What is left open: every tile size, the threads per
 block of the simple blocks, the vector width of each cooperative fetch, the unroll depth.
+Random annotation draws each of them from its whole domain, and a mutator of its own (mutate.py,
+`SearchConfig.gpu_mutators`) moves it.
 
 A program that breaks the target's limits (threads per block, shared memory, registers) is
 invalid: `check_gpu_limits` runs MetaSchedule's VerifyGPUCode before anything is built.
@@ -57,7 +59,7 @@ def _split_over_threads(sch: Schedule, decide: Decide, block: str, loops: list, 
     fused = sch.fuse(*loops) if len(loops) > 1 else loops[0]
     extent = int(sch.get(fused).extent)
     choices = tuple(t for t in thread_choices if t <= extent) or (min(thread_choices),)
-    threads = decide(Knob(f"threads {block}", block, choices=choices), (min(256, choices[-1]),))
+    threads = decide(Knob(f"threads {block}", block, choices=choices), None)
     outer, inner = sch.split(fused, [None, threads])
     sch.bind(inner, "threadIdx.x")
     return outer
@@ -118,8 +120,7 @@ class CacheReadShared:
         inner = sch.get_loops(cache)[-depth:]
         fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         threads = _thread_extent(sch, self.block)
-        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=self.vector_choices),
-                       (min(self.vector_choices),))
+        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=self.vector_choices), None)
         _, thread, vector = sch.split(fused, [None, threads, width])
         sch.bind(thread, "threadIdx.x")
         if width > 1:

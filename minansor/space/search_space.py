@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 
 import numpy as np
 
@@ -34,7 +35,12 @@ class SearchSpace:
         self.gpu = device_type(task.target) == "cuda"
         self.sketches: list[Sketch] = generate_sketches(task.mod, self.config, self.gpu)
         self.sampled = 0  # programs drawn
-        self.invalid = 0  # of which TVM rejected
+        self.rejections: Counter[str] = Counter()  # why the invalid ones were rejected, by first line
+
+    @property
+    def invalid(self) -> int:
+        """Random programs drawn that were rejected (by TVM, or by the target's limits)."""
+        return sum(self.rejections.values())
 
     @property
     def valid_rate(self) -> float:
@@ -46,8 +52,8 @@ class SearchSpace:
         self.sampled += 1
         try:
             return self._checked(random_program(self.task.mod, self.sketches, index, self.config, rng))
-        except InvalidProgram:
-            self.invalid += 1
+        except InvalidProgram as err:
+            self.rejections[str(err).strip().split("\n", 1)[0][:160]] += 1
             return None
 
     def apply(self, program: Program) -> Applied:
