@@ -103,7 +103,7 @@ class BindTiles:
 class CacheReadShared:
     """Stage input `index` of the tiled `block` in shared memory at the first reduction level,
     fetched cooperatively: the copy's loops fused, split over the block's threads, and vectorized
-    by a width chosen from `vector_choices`."""
+    by a width chosen from those of `vector_choices` that divide a row of the staged region."""
 
     block: str
     index: int
@@ -117,10 +117,15 @@ class CacheReadShared:
         at = loops[3 + n_reduction - 1]  # after blockIdx, vthread, threadIdx: the end of reduction level 1
         sch.compute_at(cache, at, preserve_unit_loops=True)
         depth = len(sch.get_loops(cache)) - len(sch.get_loops(cache)[:loops.index(at) + 1])
-        inner = sch.get_loops(cache)[-depth:]
+        inner = sch.get_loops(cache)[-depth:]  # one loop per dimension of the staged region
+        row = int(sch.get(inner[-1]).extent)
         fused = sch.fuse(*inner) if len(inner) > 1 else inner[0]
         threads = _thread_extent(sch, self.block)
-        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=self.vector_choices), None)
+        # A vector must not cross a row of the staged region: its lanes would not be contiguous,
+        # and TVM's vectorizer refuses such a copy at build time (seen on an H200: 3 of 64
+        # conv programs with a weight row of 3 floats fetched 2 or 4 wide failed to build).
+        widths = tuple(w for w in self.vector_choices if row % w == 0) or (1,)
+        width = decide(Knob(f"vector {self.block}.read{self.index}", self.block, choices=widths), None)
         _, thread, vector = sch.split(fused, [None, threads, width])
         sch.bind(thread, "threadIdx.x")
         if width > 1:
