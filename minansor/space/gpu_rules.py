@@ -257,10 +257,26 @@ def gpu_annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...
 
 def check_gpu_limits(mod: tvm.IRModule, target: tvm.target.Target) -> None:
     """Raise InvalidProgram if `mod` exceeds `target`'s threads, shared memory or registers."""
-    from tvm.s_tir import meta_schedule as ms
-
-    context = ms.TuneContext(mod=mod, target=target)
-    postproc = ms.postproc.VerifyGPUCode()
-    postproc._initialize_with_tune_context(context)
-    if not postproc.apply(Schedule(mod)):
+    if not _gpu_code_verifier(target).apply(Schedule(mod)):
         raise InvalidProgram("exceeds the GPU's limits (threads, shared memory or registers per block)")
+
+
+_VERIFIERS: dict[str, object] = {}  # str(target) -> its VerifyGPUCode postproc
+
+
+def _gpu_code_verifier(target: tvm.target.Target):
+    """MetaSchedule's VerifyGPUCode postproc, set up once per target. Its tuning context is made
+    by the FFI constructor: the Python one first imports every tensor intrinsic TVM has
+    (`tvm.s_tir.tensor_intrin`, 40-50 s on this project's machines), none of which verifying needs."""
+    from tvm.s_tir import meta_schedule as ms
+    from tvm.s_tir.meta_schedule import _ffi_api
+    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
+
+    key = str(target)
+    if key not in _VERIFIERS:
+        context = ms.TuneContext.__new__(ms.TuneContext)
+        context.__init_handle_by_constructor__(_ffi_api.TuneContext, None, target, None, None, "main", 1, -1,
+                                               get_logging_func(get_logger(__name__)))
+        _VERIFIERS[key] = ms.postproc.VerifyGPUCode()
+        _VERIFIERS[key]._initialize_with_tune_context(context)
+    return _VERIFIERS[key]
