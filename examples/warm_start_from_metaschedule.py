@@ -24,6 +24,7 @@ from tvm.s_tir import meta_schedule as ms
 from minansor import metaschedule
 from minansor.records import metaschedule_measurements
 from minansor.tasks.workloads import make_task
+from minansor.tir.intrinsics import register_intrinsics
 from minansor.tune import tune_task
 
 import recipe
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     task = make_task(args.workload)
     ms_dir = os.path.join(args.work_dir, "metaschedule")
     if not os.path.exists(os.path.join(ms_dir, "database_tuning_record.json")):
+        register_intrinsics(task.target)  # the CPU's only: registering all of TVM's takes 20-60 s
         ms.tune_tir(task.mod, task.target, ms_dir, max_trials_global=args.trials,
                     num_trials_per_iter=config.trials_per_round, builder=metaschedule.builder(config),
                     runner=metaschedule.runner(config))

@@ -8,6 +8,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       analysis.py          read-only questions about TIR blocks and loops; the one statement walker
       layout_rewrite.py    constant weights packed in the order the tiles read them; the kernel that is timed
       vnni.py              the VNNI dot product (vpdpbusd) as a tensor intrinsic; which blocks it fits
+      intrinsics.py        TVM's tensor intrinsics for the target at hand only; MetaSchedule's tuning context
     tasks/                 what is tuned, and where
       targets.py           target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers, threads
       task.py              Task: one PrimFunc + target + weight + FLOPs + argument specs

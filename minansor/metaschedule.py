@@ -12,6 +12,9 @@ that never imported it (checked with `dot_16x4_avx512`). So MetaSchedule here bu
 `build`: its own `default_build` without that import, the same two passes in the same order.
 The search, its rules (tensorization included) and the programs it builds are MetaSchedule's.
 
+Its tuning context has the same import at its start: run `tir.intrinsics.register_intrinsics`
+for the target first, and only that target's intrinsics are registered (under a second).
+
 Both tuners get the same build and run timeouts (`SearchConfig.build_timeout_s`,
 `run_timeout_s`); in neither does starting a worker count against them.
 """

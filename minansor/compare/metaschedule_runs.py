@@ -17,6 +17,7 @@ from .. import metaschedule
 from ..config import SearchConfig
 from ..errors import UserError
 from ..tasks.task import Task
+from ..tir.intrinsics import register_intrinsics
 from .results import TunerRun, best_so_far, failure_classes, no_valid_program
 
 
@@ -51,6 +52,7 @@ def run_metaschedule(task: Task, trials: int, config: SearchConfig, work_dir: st
     Raises NoValidProgram when nothing ran."""
     per_round = config.trials_per_round
     recorder = _RecordInOrder()
+    register_intrinsics(task.target)
     start = time.perf_counter()
     with ms.Profiler() as profiler:
         database = ms.tune_tir(task.mod, task.target, work_dir, max_trials_global=trials,

@@ -17,6 +17,7 @@ from ..network.graph import Network
 from ..network.run import build, check_against_reference, run
 from ..network.tuning import tune_network
 from ..tasks.targets import resolve_target
+from ..tir.intrinsics import register_intrinsics
 from .results import NetworkComparison
 
 
@@ -37,6 +38,7 @@ def compare_network(network: Network, trials: int, config: SearchConfig, work_di
             ms_wall = json.load(f)["wall_s"]
         database = ms.database.JSONDatabase(work_dir=ms_dir)
     else:
+        register_intrinsics(target)
         start = time.perf_counter()
         database = ms.relax_integration.tune_relax(fused, {}, target, ms_dir, max_trials_global=trials,
                                                    num_trials_per_iter=per_round, seed=seed,

@@ -34,6 +34,7 @@ from tvm import tirx
 
 from ..space.program import Applied
 from ..tasks.task import Task
+from ..tir.intrinsics import tune_context
 from .intervals import interval
 from .stores import Access, StoreContext, collect_stores
 
@@ -218,7 +219,7 @@ def tvm_extractor(task: Task) -> Extractor:
     """TVM's PerStoreFeature (Ansor's 164 features, computed in C++ by MetaSchedule)."""
     from tvm.s_tir import meta_schedule as ms
 
-    context = ms.TuneContext(mod=task.mod, target=task.target, num_threads=1)
+    context = tune_context(task.target, task.mod, intrinsics=False)
     extractor = ms.feature_extractor.PerStoreFeature()
     args = ms.arg_info.ArgInfo.from_prim_func(task.mod["main"])
 

@@ -24,6 +24,7 @@ from tvm.s_tir import Schedule
 
 from ..config import SearchConfig
 from ..tir import analysis
+from ..tir.intrinsics import tune_context
 from ..tir.analysis import REDUCTION, SPATIAL
 from .sketch import (Derivation, Outcome, Rule, always_inline, is_tiled, needs_multi_level_tiling,
                      single_elementwise_consumer, skip_stage)
@@ -265,18 +266,12 @@ _VERIFIERS: dict[str, object] = {}  # str(target) -> its VerifyGPUCode postproc
 
 
 def _gpu_code_verifier(target: tvm.target.Target):
-    """MetaSchedule's VerifyGPUCode postproc, set up once per target. Its tuning context is made
-    by the FFI constructor: the Python one first imports every tensor intrinsic TVM has
-    (`tvm.s_tir.tensor_intrin`, 40-50 s on this project's machines), none of which verifying needs."""
+    """MetaSchedule's VerifyGPUCode postproc, set up once per target (intrinsics.tune_context:
+    without registering every tensor intrinsic TVM has, which took 40-50 s per process)."""
     from tvm.s_tir import meta_schedule as ms
-    from tvm.s_tir.meta_schedule import _ffi_api
-    from tvm.s_tir.meta_schedule.logging import get_logger, get_logging_func
 
     key = str(target)
     if key not in _VERIFIERS:
-        context = ms.TuneContext.__new__(ms.TuneContext)
-        context.__init_handle_by_constructor__(_ffi_api.TuneContext, None, target, None, None, "main", 1, -1,
-                                               get_logging_func(get_logger(__name__)))
         _VERIFIERS[key] = ms.postproc.VerifyGPUCode()
-        _VERIFIERS[key]._initialize_with_tune_context(context)
+        _VERIFIERS[key]._initialize_with_tune_context(tune_context(target, intrinsics=False))
     return _VERIFIERS[key]
