@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from minansor.model.features import FEATURE_SETS, minansor_extractor
-from minansor.replay import ReplayMeasurer
+from minansor.records import replay_from
 from minansor.tasks.workloads import make_task
 from minansor.tir import analysis
 from minansor.tune import tune_task
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     task = make_task(args.workload)
     pool = os.path.join(args.work_dir, "pool")
     tune_task(task, base, pool, args.trials, progress=False)  # real measurements (resumes)
-    replay = ReplayMeasurer.from_records(pool)
+    replay = replay_from(pool)
     for features in ("minansor", "minansor+loops"):
         config = dataclasses.replace(base, features=features)
         rho, best = [], []

@@ -11,7 +11,7 @@ the replay runner so that a whole grid runs in minutes without touching hardware
    better than it is). Measured first where a run has fewer than its share of --pool-trials.
 2. Every variant x seed tunes the tasks to the largest budget with a ReplayMeasurer on the pool:
    a program the pool measured gets its recorded latency, any other the latency of the nearest
-   recorded program of its sketch (replay.decision_distance). Results say so, with the counts.
+   recorded program of its sketch (measure/replay.decision_distance). Results say so, with the counts.
 3. The table: per variant and budget, the mean +- standard deviation over seeds of the estimated
    latency (sum over tasks of weight x best latency; for one task its best latency), and the
    ratio to the default, and the share of each variant's measurements the pool answered
@@ -44,7 +44,8 @@ from minansor.errors import UserError  # noqa: E402
 from minansor.network.tuning import estimated_latency_curve  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
-from minansor.replay import FALLBACKS, ReplayMeasurer  # noqa: E402
+from minansor.measure.replay import FALLBACKS, ReplayMeasurer  # noqa: E402
+from minansor.records import replay_from  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.workloads import make_task  # noqa: E402
 from minansor.tune import tune_tasks  # noqa: E402
@@ -205,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     pool_dir = args.pool or os.path.join(root, "pool")
     pool_runs = ([args.pool] if args.pool
                  else fill_pool(tasks, base, pool_dir, args.pool_trials, pool_seeds, not args.no_progress))
-    pool = ReplayMeasurer.from_records(*pool_runs, fallback=args.fallback)
+    pool = replay_from(*pool_runs, fallback=args.fallback)
 
     rows: dict[str, list[list[float]]] = {}
     curves: dict[str, list[list[tuple[int, float]]]] = {}

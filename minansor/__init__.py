@@ -38,9 +38,9 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       verify.py            the best program checked against the untuned PrimFunc
       local.py             build pool + local runner; failures become failed trials
       rpc.py               the RPC runner: devices behind a tracker, in parallel, lost ones replaced
+      replay.py            the replay runner: answers from recorded measurements (exact or nearest)
       peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd
-    records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume
-    replay.py              the replay runner: answers from recorded measurements (exact or nearest)
+    records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume; replay_from
     scheduler.py           the task scheduler: which task gets the next round (Ansor's gradient)
     data_layout.py         a network's activations in NCHW as imported or NHWC (SearchConfig.data_layout)
     validation.py          a SearchConfig checked against every registry it names

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -167,8 +168,11 @@ def cmd_report(args) -> int:
 
 def cmd_explain(args) -> int:
     from .explain import explain, render
+    from .records import RecordStore
 
-    explanation = explain(args.work_dir, args.task, _config(args))
+    recorded = RecordStore(args.work_dir).load_config() if os.path.isdir(args.work_dir) else None
+    config = with_overrides(recorded or SearchConfig(), args.set) if args.set else None  # None: as recorded
+    explanation = explain(args.work_dir, args.task, config)
     print(render(explanation))
     return 0 if explanation.check is None or explanation.check.ok else 1
 
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
             target=False)
     p.add_argument("work_dir", help="the --work-dir of a tune-op or tune-model run")
     p.add_argument("--task", help="which task, when the work dir holds several (a network)")
-    add_set_option(p, "the SearchConfig fields the run was tuned with, if not the defaults")
+    add_set_option(p, "change a field of the config the run recorded (to see its best program under other rules)")
     return parser
 
 

@@ -8,6 +8,9 @@ take are checked against the registries that define them in validation.py.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 from dataclasses import dataclass
 
 
@@ -98,7 +101,30 @@ class SearchConfig:
     check_rtol: float = 1e-3
     check_atol: float = 1e-3
 
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "SearchConfig":
+        """Inverse of `to_json`; a field this version lacks is dropped, one it adds takes its default."""
+        defaults = cls()
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: tuple(value) if isinstance(getattr(defaults, name), tuple) else value
+                      for name, value in data.items() if name in known})
+
+    def fingerprint(self) -> str:
+        """A short stable identity of every field's value."""
+        return hashlib.sha256(json.dumps(self.to_json(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def differences(self, other: "SearchConfig") -> list[str]:
+        """"field: ours -> other's" for every field whose value differs."""
+        return [f"{f.name}: {getattr(self, f.name)} -> {getattr(other, f.name)}" for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(other, f.name)]
+
     @property
     def parallel_extent(self) -> int:
         """The parallel extent Ansor's rule aims for: `parallel_extent_per_core` x cores."""
+        if self.num_cores < 1:
+            raise ValueError("num_cores is 0 (the target's): resolve the config for its target first "
+                             "(space.search_space.for_target)")
         return self.parallel_extent_per_core * self.num_cores

@@ -98,10 +98,11 @@ def lineage(best: Trial, history: list[Trial]) -> list[str]:
 
 
 def explain(work_dir: str, task_name: str | None = None, config: SearchConfig | None = None) -> Explanation:
+    """The best program of a run; `config` defaults to the one the run recorded (records.CONFIG_FILE)."""
     store, trials = read_records(work_dir)
     task = _task(store, task_name, trials)
     history = [t for t in trials if t.task == task.name]
-    space = SearchSpace(task, config or SearchConfig())
+    space = SearchSpace(task, config or store.load_config() or SearchConfig())
     best = best_trial(history, space)
     if best is None:
         raise UserError(f"task {task.name!r} has no successful trial whose sketch still exists under this config")

@@ -7,7 +7,9 @@
   no place for: our program (sketch + decisions), the error text, timings, round and seed;
 - `rounds.jsonl`, the search trace: one line per round of search (see trace.py);
 - `tasks.jsonl`, one line per task: its name, PrimFunc, target and weight, so that `minansor
-  explain` can replay a recorded program without knowing where the task came from.
+  explain` can replay a recorded program without knowing where the task came from;
+- `config.json`: the SearchConfig of the latest run (every field, and its fingerprint), so that
+  `explain` and `report` read the run as it was tuned, and a resume under another config says so.
 
 `trials.jsonl` is append-only and is the source of truth on resume: the search state is
 rebuilt by replaying it. A truncated last line (a killed run) is skipped and reported.
@@ -26,18 +28,21 @@ import tvm_ffi
 from tvm.s_tir import Schedule
 from tvm.s_tir import meta_schedule as ms
 
+from .config import SearchConfig
 from .errors import UserError
-from .measure.measurer import median_latency
+from .measure.measurer import MeasureResult, Measured
+from .measure.replay import ReplayMeasurer
 from .space.program import Applied, Program
 from .tasks.task import Task
 
 TRIALS_FILE = "trials.jsonl"
 TASKS_FILE = "tasks.jsonl"
 ROUNDS_FILE = "rounds.jsonl"
+CONFIG_FILE = "config.json"
 
 
 @dataclass(frozen=True)
-class Trial:
+class Trial(Measured):
     task: str
     index: int  # 0-based, per task
     round: int
@@ -50,14 +55,6 @@ class Trial:
     search: str
     seed: int
     meta: dict[str, Any] = field(default_factory=dict)  # search metadata (parent, mutator, score...)
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def median_s(self) -> float:
-        return median_latency(self.latencies_s)
 
     def to_json(self) -> dict:
         out = asdict(self)
@@ -126,6 +123,25 @@ class RecordStore:
         self._ensure_line_start()
         with open(self.trials_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(trial.to_json()) + "\n")
+
+    def save_config(self, config: SearchConfig) -> list[str]:
+        """Write the config a run starts with; returns how it differs from the one the records
+        were made under ("field: recorded -> now"), empty for a new or unchanged run."""
+        recorded = self.load_config()
+        path = os.path.join(self.work_dir, CONFIG_FILE)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"fingerprint": config.fingerprint(), "config": config.to_json()}, f, indent=1)
+        os.replace(path + ".tmp", path)
+        return recorded.differences(config) if recorded is not None else []
+
+    def load_config(self) -> SearchConfig | None:
+        """The config of the latest run in this work dir; None for records made before runs
+        wrote theirs, or an unreadable file."""
+        try:
+            with open(os.path.join(self.work_dir, CONFIG_FILE), encoding="utf-8") as f:
+                return SearchConfig.from_json(json.load(f)["config"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def append_round(self, record: dict) -> None:
         start_on_new_line(self.rounds_path)
@@ -196,6 +212,14 @@ def read_records(work_dir: str) -> tuple[RecordStore, list[Trial]]:
     if not trials:
         raise UserError(f"{work_dir!r} has no readable trials ({TRIALS_FILE})")
     return store, trials
+
+
+def replay_from(*work_dirs: str, fallback: str = "nearest") -> ReplayMeasurer:
+    """A replay measurer answering from the records of every run in `work_dirs`."""
+    recorded: dict[str, list[tuple[Program, MeasureResult]]] = {}
+    for trial in (t for work_dir in work_dirs for t in RecordStore(work_dir).load()):
+        recorded.setdefault(trial.task, []).append((trial.program, MeasureResult(trial.latencies_s, trial.error)))
+    return ReplayMeasurer(recorded, fallback)
 
 
 def _json_lines(path: str) -> tuple[list, int]:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .config import SearchConfig
 from .plots import pyplot, save
 from .records import TRIALS_FILE, Trial, read_records
 from .search.trace import PHASES
@@ -141,8 +142,17 @@ def plot_time(rounds: list[dict], path: str) -> None:
     save(fig, path)
 
 
+def config_line(config: SearchConfig | None) -> str:
+    """The run's config as its report states it: the fields it set other than the defaults."""
+    if config is None:
+        return "Config: not recorded (these records predate config.json)."
+    changed = SearchConfig().differences(config)
+    return (f"Config {config.fingerprint()}: "
+            + ("the defaults." if not changed else "the defaults but " + "; ".join(changed) + "."))
+
+
 def markdown(work_dir: str, summaries: list[TaskSummary], rounds: list[dict], skipped: int,
-             plots: dict[str, str]) -> str:
+             plots: dict[str, str], config: SearchConfig | None = None) -> str:
     totals: dict[str, float] = {}
     for r in rounds:
         for phase, seconds in round_split(r).items():
@@ -151,6 +161,7 @@ def markdown(work_dir: str, summaries: list[TaskSummary], rounds: list[dict], sk
     lines = [f"# Tuning report: `{work_dir}`", "",
              f"{sum(s.trials for s in summaries)} trials of {len(summaries)} task(s) in {len(rounds)} rounds"
              + (f"; {skipped} unreadable line(s) of {TRIALS_FILE} skipped" if skipped else "") + ".", "",
+             config_line(config), "",
              "| task | trials | failed | rounds | best ms | best found at trial | rank correlation (median) "
              "| valid rate |", "|---|---|---|---|---|---|---|---|"]
     for s in summaries:
@@ -175,5 +186,5 @@ def write_report(work_dir: str) -> tuple[str, list[TaskSummary]]:
     plot_time(rounds, plots["time split per round"])
     path = os.path.join(work_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(markdown(work_dir, summaries, rounds, store.skipped_lines, plots))
+        f.write(markdown(work_dir, summaries, rounds, store.skipped_lines, plots, store.load_config()))
     return path, summaries

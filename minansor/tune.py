@@ -97,6 +97,14 @@ def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applie
     return out
 
 
+def announce_config(store: RecordStore, config: SearchConfig) -> None:
+    """Record the config a run starts with in its work dir; a resume under another one says which
+    fields changed (its earlier trials were searched under the old values)."""
+    changed = store.save_config(config)
+    if changed:
+        tqdm.write(f"{store.work_dir}: resuming records made under another config ({'; '.join(changed)})")
+
+
 def task_rng(seed: int, task: Task, recorded: int) -> np.random.Generator:
     """The stream of one task's search: its own for every task of a network (the name is in the seed),
     and a new one when a run resumes (the records it resumes from are)."""
@@ -187,7 +195,9 @@ def tune_task(task: Task, config: SearchConfig, work_dir: str, trials: int, seed
     programs measured elsewhere, for the cost model to learn first (EvolutionarySearch.warm_start;
     records.metaschedule_measurements reads them from MetaSchedule's database)."""
     start = time.perf_counter()
-    tuner = TaskTuner(task, config, RecordStore(work_dir), seed)
+    store = RecordStore(work_dir)
+    announce_config(store, validate(config))
+    tuner = TaskTuner(task, config, store, seed)
     if warm_start:
         tuner.strategy.warm_start(warm_start)
     with measurer or LocalMeasurer(tuner.config) as measurer, \
@@ -244,6 +254,7 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     start = time.perf_counter()
     config = validate(config)
     store = RecordStore(work_dir)
+    announce_config(store, config)
     by_task: dict[str, list[Trial]] = {task.name: [] for task in tasks}
     for trial in store.load():
         by_task.get(trial.task, []).append(trial)

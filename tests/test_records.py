@@ -1,5 +1,6 @@
 """Records: our trials round-trip, and MetaSchedule reads and builds what we write."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -8,7 +9,7 @@ import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
 
 from minansor.config import SearchConfig
-from minansor.records import RecordStore, Trial
+from minansor.records import CONFIG_FILE, RecordStore, Trial
 from minansor.space.search_space import SearchSpace
 from minansor.tasks.workloads import make_task
 
@@ -69,3 +70,33 @@ def test_failed_trials_stay_out_of_the_metaschedule_database(tmp_path):
     line = json.loads((tmp_path / "trials.jsonl").read_text())
     assert line["error"] == "run: timeout" and line["latencies_s"] is None
     assert len(ms.database.JSONDatabase(work_dir=str(tmp_path))) == 0
+
+
+def test_a_run_records_its_config_and_explain_and_report_read_it(tmp_path, fast_config, capsys):
+    """Knob bounds are part of a sketch's identity: a run under `max_innermost_tile=4` is
+    explained under the recorded config without repeating --set, and a resume under another
+    config says which fields differ."""
+    from minansor.cli import main
+    from minansor.tune import tune_task
+
+    config = dataclasses.replace(fast_config, max_innermost_tile=4)
+    work = str(tmp_path / "run")
+    tune_task(make_task("gemm-32x32x32"), config, work, trials=8, seed=0, progress=False)
+    recorded = RecordStore(work).load_config()
+    assert recorded == config and json.load(open(tmp_path / "run" / CONFIG_FILE))["fingerprint"] == config.fingerprint()
+    capsys.readouterr()
+    assert main(["explain", work]) == 0  # under SearchConfig() no recorded sketch would exist
+    assert "best: trial" in capsys.readouterr().out
+    assert main(["report", work]) == 0
+    assert "max_innermost_tile: 64 -> 4" in (tmp_path / "run" / "report.md").read_text()
+    tune_task(make_task("gemm-32x32x32"), dataclasses.replace(config, eps_greedy=0.5), work, trials=12, seed=0,
+              progress=False)
+    assert "another config (eps_greedy: 0.05 -> 0.5)" in capsys.readouterr().out
+    assert RecordStore(work).load_config().eps_greedy == 0.5
+
+
+def test_a_config_round_trips_through_json_and_an_unknown_field_is_dropped():
+    config = dataclasses.replace(SearchConfig(), unroll_steps=(0, 8), vnni=False)
+    data = json.loads(json.dumps({**config.to_json(), "field_of_a_later_version": 1}))
+    assert SearchConfig.from_json(data) == config
+    assert config.differences(SearchConfig()) == ["unroll_steps: (0, 8) -> (0, 16, 64, 512)", "vnni: False -> True"]

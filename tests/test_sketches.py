@@ -13,8 +13,21 @@ from minansor.tasks.workloads import make_task
 
 
 def sketches(name, **config):
+    """The sketches on a 2-core CPU, whatever this machine has (the parallel extent and the
+    rfactor threshold scale with the cores)."""
     task = make_task(name)
-    return generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=2, **config))
+    return generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=2, **config), task.target)
+
+
+def test_the_cores_come_from_the_target_unless_the_config_names_them():
+    task = make_task("conv-16x16-8-8-3x3", '{"kind": "llvm", "num-cores": 3}')
+    bounds = {s.min_extent for sketch in generate_sketches(task.mod, SearchConfig(), task.target)
+              for s in sketch.annotations if isinstance(s, Parallel)}
+    assert bounds == {3 * SearchConfig.parallel_extent_per_core}
+    named = generate_sketches(task.mod, dataclasses.replace(SearchConfig(), num_cores=5), task.target)
+    assert {s.min_extent for sketch in named for s in sketch.annotations if isinstance(s, Parallel)} == {80}
+    with pytest.raises(ValueError, match="resolve the config"):
+        SearchConfig().parallel_extent  # a config not resolved for a target has no parallel extent
 
 
 def kinds(sketch):

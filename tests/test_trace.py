@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from minansor.cli import main
+from minansor.errors import UserError
 from minansor.measure.measurer import MeasureResult
-from minansor.records import RecordStore
-from minansor.replay import ReplayMeasurer, decision_distance
+from minansor.measure.replay import ReplayMeasurer, decision_distance
+from minansor.records import RecordStore, replay_from
 from minansor.search.trace import PHASES, Stopwatch
 from minansor.space.program import Program
 from minansor.tasks.workloads import make_task
@@ -115,6 +116,8 @@ def test_replay_answers_exactly_then_from_the_nearest_program_of_the_sketch():
     assert replay.describe().startswith("REPLAY, not hardware")
     strict = ReplayMeasurer(recorded, fallback="fail")
     assert not strict.answer("t", asked).ok
+    with pytest.raises(UserError, match="cannot time a whole network"):  # it runs nothing
+        replay.time_network("network.so", [], 1, make_task("gemm-8x8x8").target)
 
 
 def test_ablation_grid_replays_seeds_and_writes_its_table(tuned, tmp_path, capsys):
@@ -147,7 +150,7 @@ def test_replay_is_deterministic_per_seed(tuned, tmp_path, fast_config):
     config = dataclasses.replace(fast_config, population=24, min_fresh_random=8, model_min_samples=8)
     paths = []
     for run in ("a", "b"):
-        replay = ReplayMeasurer.from_records(tuned[0])
+        replay = replay_from(tuned[0])
         tune_task(task, config, str(tmp_path / run), trials=16, seed=5, progress=False, measurer=replay)
         paths.append([t.program.key() for t in RecordStore(str(tmp_path / run)).load()])
     assert paths[0] == paths[1]

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import tvm
 from tvm.support import cc
 from tvm.support.popen_pool import PopenPoolExecutor
@@ -27,7 +28,7 @@ from ..config import SearchConfig
 from ..tasks.targets import cross_compiler, device_type, settle_main_thread
 from ..tasks.task import ArgSpec, Task
 from ..tir.layout_rewrite import kernel
-from .measurer import MeasureResult
+from .measurer import MeasureResult, NetworkTiming
 from .verify import run_locally
 
 
@@ -70,11 +71,39 @@ def open_local(path: str, target: tvm.target.Target):
     return tvm.runtime.load_module(path), tvm.device(device_type(target))
 
 
+def time_network_on(library, dev, inputs: list, repeats: int) -> NetworkTiming:
+    """A loaded network library (local or behind an RPC session) run in the Relax VM on `dev`:
+    the median of `repeats` timed runs after a warm-up, and the outputs fetched back."""
+    from tvm import relax
+
+    vm = relax.VirtualMachine(library, dev)
+    # The stateful calls are the ones that work over RPC (the arguments travel as DLTensors).
+    vm.set_input("main", *(tvm.runtime.tensor(x, dev) for x in inputs))
+    timer = vm.time_evaluator("invoke_stateful", dev, number=1, repeat=repeats)
+    median_s = float(np.median(timer("main").results))
+    return NetworkTiming(flatten_outputs(vm.get_outputs("main")), median_s)
+
+
+def flatten_outputs(value) -> list:
+    """A VM result (a tensor, or nested tuples of them) as a flat list of numpy arrays."""
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "Array":
+        return [array for item in value for array in flatten_outputs(item)]
+    return [value.numpy()]
+
+
+def time_network_here(path: str, inputs: list, repeats: int, target: tvm.target.Target) -> NetworkTiming:
+    """`time_network_on` this machine, in a fresh process as every candidate is timed."""
+    return in_fresh_process(_time_network_in_process, path, inputs, repeats, target.export())
+
+
+def _time_network_in_process(path: str, inputs: list, repeats: int, target_config: dict) -> NetworkTiming:
+    settle_main_thread()
+    return time_network_on(*open_local(path, tvm.target.Target(target_config)), inputs, repeats)
+
+
 def time_library(lib, dev, args: tuple[ArgTuple, ...], number: int, repeat: int, min_repeat_ms: int, seed: int) -> list[float]:
     """Seconds per call of `lib`'s main on seeded random inputs on `dev`, one value per repeat;
     `lib` and `dev` may be local or behind an RPC session."""
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     arrays = [tvm.runtime.tensor(ArgSpec(*spec).random(rng), dev) for spec in args]
     timer = lib.time_evaluator("main", dev, number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
@@ -184,6 +213,9 @@ class LocalMeasurer:
     def outputs(self, task: Task, mod: tvm.IRModule, inputs: list) -> list:
         """One call of `mod` on this machine: the output arguments, for the numerical check."""
         return run_locally(task, mod, inputs)
+
+    def time_network(self, path: str, inputs: list, repeats: int, target: tvm.target.Target) -> NetworkTiming:
+        return time_network_here(path, inputs, repeats, target)
 
     def close(self) -> None:
         self._build_pool.shutdown()

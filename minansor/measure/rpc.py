@@ -28,7 +28,8 @@ from ..config import SearchConfig
 from ..errors import UserError
 from ..tasks.targets import cross_compiler, device_type
 from ..tasks.task import Task
-from .local import Built, LocalMeasurer, Run, build_module, error_text, time_library
+from .local import Built, LocalMeasurer, Run, build_module, error_text, time_library, time_network_on
+from .measurer import NetworkTiming
 from .verify import call_outputs
 
 
@@ -98,6 +99,10 @@ class RPCMeasurer(LocalMeasurer):
         """(the library at `path` uploaded to a device from the tracker, that device); the device
         is given back when both are dropped. The remote counterpart of measure.open_local."""
         return self._load(self._request(), target, path)
+
+    def time_network(self, path: str, inputs: list, repeats: int, target: tvm.target.Target) -> NetworkTiming:
+        """The network run on a device from the tracker."""
+        return time_network_on(*self.open_library(path, target), inputs, repeats)
 
     def _time_on(self, session: rpc.RPCSession, task: Task, built: Built, seed: int) -> tuple[float, ...]:
         c = self.config

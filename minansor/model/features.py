@@ -10,7 +10,8 @@ features are computed from them by the code that reads them, so two versions nev
 
 - computation: arithmetic operations executed by this store, by kind;
 - loops: vector / unroll / parallel extents, auto-unroll depth, loop count, trip counts;
-- memory, for up to `ACCESS_SLOTS` buffers (the written one first, then reads by volume):
+- memory, for up to `ACCESS_SLOTS` accesses (the store first, then loads by footprint; a buffer
+  loaded at several indices takes a slot per load):
   bytes moved, unique bytes (the footprint), cache lines, reuse (does an enclosing loop revisit
   the same data; how far apart, how often), innermost stride;
 - arithmetic intensity: operations per unique byte under each loop level, outer to inner,
@@ -147,9 +148,12 @@ def store_features(ctx: StoreContext) -> np.ndarray:
     steps = [_block_var_env(ctx, {**at_zero, loop.name: (1, 1)}) for loop in loops]  # one loop moved by 1
     ranked = sorted(ctx.accesses, key=lambda a: (not a.is_write, -_footprint(a, envs[0])))
     unique_per_level = np.zeros(len(loops) + 1)
+    counted: set[tuple[str, str]] = set()  # the same element read and written (an accumulator) is one footprint
     for slot, access in enumerate(ranked):
         footprints = [_footprint(access, env) for env in envs]
-        unique_per_level += np.array(footprints, dtype=float) * access.dtype_bytes
+        if (access.buffer, repr(access.indices)) not in counted:
+            counted.add((access.buffer, repr(access.indices)))
+            unique_per_level += np.array(footprints, dtype=float) * access.dtype_bytes
         if slot >= ACCESS_SLOTS:
             continue  # counted in the intensity curve only
         prefix = f"access{slot}_"
@@ -168,7 +172,9 @@ def store_features(ctx: StoreContext) -> np.ndarray:
         row.set(**{
             prefix + "present": 1.0,
             prefix + "is_write": float(access.is_write),
-            prefix + "is_read": float(access.is_read or any(l.is_reduction for l in loops) and access.is_write),
+            # a store that also loads what it writes (an accumulation) reads it too; an init does not
+            prefix + "is_read": float(access.is_read or access.is_write and any(
+                a.is_read and a.buffer == access.buffer for a in ctx.accesses)),
             prefix + "bytes": _log(moved),
             prefix + "unique_bytes": _log(unique),
             prefix + "lines": _log(lines),

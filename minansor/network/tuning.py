@@ -13,7 +13,8 @@ import tvm
 
 from ..config import SearchConfig
 from ..errors import UserError
-from ..measure.local import LocalMeasurer, export_library, open_local
+from ..measure.local import export_library
+from ..measure.measurer import Measurer, NetworkTiming
 from ..measure.verify import CheckResult
 from ..plots import pyplot, save
 from ..records import RecordStore, Trial
@@ -21,7 +22,7 @@ from ..tasks.targets import cross_compiler, resolve_target
 from ..tune import TasksResult, tune_tasks
 from .extract import NetworkTask, extract_tasks
 from .graph import Network, graph_summary, optimize_for
-from .run import Timing, build, check_against_reference, run, run_library
+from .run import build, check_against_reference, run, run_library
 
 
 @dataclass
@@ -33,8 +34,8 @@ class NetworkResult:
     graph_after: dict[str, int]
     tasks: list[NetworkTask]
     tuning: TasksResult
-    untuned: Timing | None
-    tuned: Timing
+    untuned: NetworkTiming | None
+    tuned: NetworkTiming
     untuned_check: CheckResult | None
     tuned_check: CheckResult
     tuned_functions: list[str]  # PrimFuncs that got a tuned schedule in the build
@@ -109,7 +110,7 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                  target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
-                 log: Callable[[str], None] = lambda line: None, measurer: LocalMeasurer | None = None) -> NetworkResult:
+                 log: Callable[[str], None] = lambda line: None, measurer: Measurer | None = None) -> NetworkResult:
     """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
     recorded in `work_dir`, build with the best records, export the library, time the network
     untuned and tuned, and check the outputs against the source framework. A `measurer` with
@@ -127,18 +128,17 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     if not tunable:
         raise UserError(f"{network.name}: nothing to tune")
     inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
-    open_library = measurer.open_library if measurer is not None else open_local
     untuned = untuned_check = None
     if measure_untuned:
         log("timing the untuned network")
-        untuned = run(build(fused, target)[0], inputs, repeats, target, open_library)
+        untuned = run(build(fused, target)[0], inputs, repeats, target, measurer)
         untuned_check = check_against_reference(network, untuned.outputs, inputs, config)
     tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress, measurer)
     store = RecordStore(work_dir)
     executable, tuned_functions = build(fused, target, store.database)
     library = os.path.join(work_dir, f"{network.name}.so")
     export_library(executable, library, cross_compiler(target))
-    tuned = run_library(library, inputs, repeats, target, open_library)
+    tuned = run_library(library, inputs, repeats, target, measurer)
     weights = {t.name: t.weight for t in tunable}
     plot = os.path.join(work_dir, f"{network.name}.png")
     plot_network(estimated_latency_curve(store.load(), weights),

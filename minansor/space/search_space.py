@@ -6,9 +6,10 @@ import dataclasses
 from collections import Counter
 
 import numpy as np
+import tvm
 
 from ..config import SearchConfig
-from ..tasks.targets import device_type
+from ..tasks.targets import device_type, target_cores
 from ..tasks.task import Task
 from ..tir.vnni import has_vnni
 from . import cpu_rules, gpu_rules
@@ -18,9 +19,19 @@ from .sketch import Sketch, derive
 from .steps import InvalidProgram
 
 
-def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sketch]:
-    """The sketches of `mod` under the CPU rules (cpu_rules.py), or the GPU rules (gpu_rules.py)."""
-    if gpu:
+def for_target(config: SearchConfig, target: tvm.target.Target) -> SearchConfig:
+    """`config` as it applies on `target`: `num_cores` 0 becomes the target's cores (the parallel
+    extent and the rfactor threshold scale with them), and VNNI tiling is off where the target's
+    CPU lacks it. Fields set to anything else stay as set."""
+    return dataclasses.replace(config, num_cores=config.num_cores or target_cores(target),
+                               vnni=config.vnni and has_vnni(target))
+
+
+def generate_sketches(mod, config: SearchConfig, target: tvm.target.Target) -> list[Sketch]:
+    """The sketches of `mod` on `target` under `config` (resolved for the target: `for_target`):
+    the CPU rules (cpu_rules.py), or the GPU rules (gpu_rules.py) for a CUDA target."""
+    config = for_target(config, target)
+    if device_type(target) == "cuda":
         return [Sketch(d.steps, gpu_rules.gpu_annotation_steps(d, config))
                 for d in derive(mod, config, gpu_rules.gpu_rules(config))]
     return [Sketch(d.steps, cpu_rules.annotation_steps(d, config))
@@ -30,10 +41,9 @@ def generate_sketches(mod, config: SearchConfig, gpu: bool = False) -> list[Sket
 class SearchSpace:
     def __init__(self, task: Task, config: SearchConfig):
         self.task = task
-        self.config = dataclasses.replace(config, num_cores=config.num_cores or task.num_cores,
-                                          vnni=config.vnni and has_vnni(task.target))
+        self.config = for_target(config, task.target)  # what the rules and the search read
         self.gpu = device_type(task.target) == "cuda"
-        self.sketches: list[Sketch] = generate_sketches(task.mod, self.config, self.gpu)
+        self.sketches: list[Sketch] = generate_sketches(task.mod, self.config, task.target)
         self.sampled = 0  # programs drawn
         self.rejections: Counter[str] = Counter()  # why the invalid ones were rejected, by first line
 

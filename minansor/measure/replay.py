@@ -7,6 +7,8 @@ Two uses:
   latency of the *nearest* recorded program of the same sketch (decisions compared knob by knob),
   or a failed trial if `fallback="fail"`. Every answer is counted by kind, and `describe()` says
   plainly that the numbers are a replay.
+
+`records.replay_from(work_dirs)` makes one from the records of earlier runs.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .measure.measurer import MeasureResult
-from .measure.verify import run_locally
-from .records import RecordStore
-from .space.program import Program
-from .tasks.task import Task
+import tvm
+
+from ..errors import UserError
+from ..space.program import Program
+from ..tasks.task import Task
+from .measurer import MeasureResult, NetworkTiming
+from .verify import run_locally
 
 FALLBACKS = ("nearest", "fail")
 
@@ -54,14 +58,6 @@ class ReplayMeasurer:
         self.answers: Counter = Counter()  # exact / nearest / missing
         self.last_split_s = {"build": 0.0, "run": 0.0}
 
-    @classmethod
-    def from_records(cls, *work_dirs: str, fallback: str = "nearest") -> "ReplayMeasurer":
-        """Answers from the records of every run in `work_dirs`."""
-        recorded: dict[str, list[tuple[Program, MeasureResult]]] = {}
-        for trial in (t for work_dir in work_dirs for t in RecordStore(work_dir).load()):
-            recorded.setdefault(trial.task, []).append((trial.program, MeasureResult(trial.latencies_s, trial.error)))
-        return cls(recorded, fallback)
-
     def answer(self, task: str, program: Program) -> MeasureResult:
         found = self.exact.get(task, {}).get(program.key())
         if found is not None:
@@ -82,6 +78,10 @@ class ReplayMeasurer:
     def outputs(self, task: Task, mod, inputs: list) -> list:
         """A replay runs nothing: the numerical check runs on this machine."""
         return run_locally(task, mod, inputs)
+
+    def time_network(self, path: str, inputs: list, repeats: int, target: tvm.target.Target) -> NetworkTiming:
+        raise UserError("a replay answers from recorded measurements and runs nothing: it cannot time a whole "
+                        "network (tune the network on this machine or on a device behind --rpc)")
 
     def describe(self, answers: Counter | None = None) -> str:
         """The REPLAY line for this replayer's answers so far, or for `answers` counted elsewhere."""
