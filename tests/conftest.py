@@ -1,6 +1,13 @@
 import dataclasses
+import os
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes share this machine's cores (make test runs pytest -n 2): each runs its
+    # TVM kernels on one thread, or their thread pools, spinning at every parallel loop's
+    # barrier, would take turns on the same cores. Set before minansor is imported.
+    os.environ.setdefault("TVM_NUM_THREADS", "1")
 
 from minansor.config import SearchConfig
 

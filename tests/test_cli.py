@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from minansor.cli import main
+from minansor.cli import build_parser, main
 
 BAD = [
     (["tune-op", "no-such-workload"], "unknown workload"),
@@ -48,10 +48,16 @@ def test_unwritable_work_dir_is_a_clean_error(tmp_path, capsys):
     assert blocker.read_text() == "not a directory"
 
 
-def test_every_subcommand_has_help():
-    for command in ["workloads", "sketches", "tune-op", "compare"]:
-        done = subprocess.run([sys.executable, "-m", "minansor.cli", command, "--help"], capture_output=True, text=True)
-        assert done.returncode == 0 and "usage:" in done.stdout
+def test_every_subcommand_has_help(capsys):
+    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    assert {"workloads", "sketches", "tune-op", "tune-model", "compare", "report", "explain"} <= set(commands)
+    for command in commands:
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0 and f"usage: minansor {command}" in capsys.readouterr().out
+    # and the module runs as a program
+    done = subprocess.run([sys.executable, "-m", "minansor.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "usage:" in done.stdout
 
 
 def test_workloads_lists_the_catalogue(capsys):

@@ -46,7 +46,7 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     tuned = next(r for r in rows if r["runtime"] == "TVM + minansor" and r["precision"] == "fp32")
     assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
     assert "### fp32, 2 trials" in text and "% of peak" in text
-    assert len(RecordStore(os.path.join(work, "int8")).load()) == 2
+    assert len(RecordStore(os.path.join(work, "int8")).load()) == 2 == len(RecordStore(os.path.join(work, "fp32")).load())
     # the baselines and the kept tuned libraries are timed again and keep their best; untuned TVM is timed once
     retimed = {(r["precision"], r["runtime"], r["trials"]) for r in rows if r["rounds_ms"]}
     assert retimed == keys - {("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0)}
@@ -54,10 +54,10 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     assert "| best of 2 |" in text and "| once |" in text
     capsys.readouterr()
     # a larger budget measures only its own row, continuing from the 2 recorded trials
-    assert main(common + ["--budgets", "2,4", "--precisions", "int8", "--rounds", "0"]) == 0
+    assert main(common + ["--budgets", "2,4", "--precisions", "fp32", "--rounds", "0"]) == 0
     out = capsys.readouterr().out
-    assert "int8: tuning up to 4 trials" in out and "timing the untuned" not in out and "training" not in out
-    assert len(RecordStore(os.path.join(work, "int8")).load()) == 4  # budgets are cumulative
+    assert "fp32: tuning up to 4 trials" in out and "timing the untuned" not in out and "training" not in out
+    assert len(RecordStore(os.path.join(work, "fp32")).load()) == 4  # budgets are cumulative
 
 
 def _args(**given) -> argparse.Namespace:
