@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test clean
+.PHONY: demo test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) experiments/reproduce_study.py
 
+# The whole suite, in two processes (a test file stays in one; tests/conftest.py gives each
+# process's TVM kernels one thread), the 25 slowest listed.
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=25
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25
+
+# What a contributor runs while editing: everything but the tests marked slow (under 3 minutes).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" --durations=10
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache .hypothesis

@@ -18,6 +18,8 @@ from minansor.space.search_space import SearchSpace
 from minansor.space.steps import InvalidProgram
 from minansor.tasks.workloads import make_task
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast leaves them out
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "examples"))
 

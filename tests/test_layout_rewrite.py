@@ -4,6 +4,7 @@ weights packed by the program's own packing stage computes what the untuned prog
 import dataclasses
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -77,6 +78,7 @@ def packed_conv_programs(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(packed_conv_programs())
+@pytest.mark.slow
 def test_the_kernel_on_weights_packed_by_its_own_stage_matches_the_untuned_conv(case):
     task, mod = case
     (name, shape, packed), = packed_shapes(mod)

@@ -4,6 +4,7 @@ failed trial with its error text, and measurement goes on."""
 import dataclasses
 
 from tvm import te, tirx
+import pytest
 from tvm.s_tir import Schedule
 
 from minansor.measure.local import LocalMeasurer
@@ -17,6 +18,7 @@ def _crashing_task() -> Task:
     return Task.from_te("crash", [a, b])
 
 
+@pytest.mark.slow
 def test_build_error_crash_and_timeout_are_failed_trials_and_measurement_goes_on(fast_config):
     config = dataclasses.replace(fast_config, run_timeout_s=1.0)
     add = make_task("add-4x4")

@@ -6,6 +6,8 @@ same run checks that MetaSchedule tunes with only the CPU's tensor intrinsics re
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = """
 import tempfile
 from tvm.s_tir import meta_schedule as ms
@@ -28,6 +30,7 @@ assert "tvm.s_tir.tensor_intrin.cuda" not in sys.modules, "every intrinsic TVM h
 """
 
 
+@pytest.mark.slow
 def test_metaschedule_tune_tir_writes_its_database():
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stderr[-2000:]}"

@@ -4,6 +4,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import tvm
 import tvm_ffi
 from tvm.s_tir import meta_schedule as ms
@@ -72,6 +73,7 @@ def test_failed_trials_stay_out_of_the_metaschedule_database(tmp_path):
     assert len(ms.database.JSONDatabase(work_dir=str(tmp_path))) == 0
 
 
+@pytest.mark.slow
 def test_a_run_records_its_config_and_explain_and_report_read_it(tmp_path, fast_config, capsys):
     """Knob bounds are part of a sketch's identity: a run under `max_innermost_tile=4` is
     explained under the recorded config without repeating --set, and a resume under another

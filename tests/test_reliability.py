@@ -15,6 +15,8 @@ from helpers import wait_for
 from minansor.cli import main
 from minansor.records import RecordStore
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast leaves them out
+
 FAST = ["--set", "trials_per_round=8", "--set", "repeat=1", "--set", "min_repeat_ms=1", "--set", "population=24",
         "--set", "model_min_samples=8", "--set", "min_fresh_random=8"]
 

@@ -24,6 +24,8 @@ from minansor.tasks.targets import cross_compiler, resolve_target
 from minansor.tasks.workloads import make_task
 from minansor.tune import tune_task
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast leaves them out
+
 KEY = "loopback"
 
 

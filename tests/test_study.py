@@ -2,6 +2,7 @@
 budget, both precisions; then a larger budget continues from the records. And which model a
 checkpoint and a work dir hold (YOLOX-s runs the same steps)."""
 
+import pytest
 import argparse
 import json
 import os
@@ -16,6 +17,8 @@ from reproduce_study import choose_model, main  # noqa: E402
 from yolo.data import make_synthetic_voc  # noqa: E402
 from yolo.model import build_model  # noqa: E402
 from yolo.train import TrainConfig, save_checkpoint  # noqa: E402
+
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast leaves them out
 
 
 def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):

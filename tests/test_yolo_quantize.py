@@ -52,6 +52,7 @@ def test_export_is_qdq_with_int8_weights(int8_onnx):
     assert len(int8_kernels) == 21  # one int8 weight tensor per conv
 
 
+@pytest.mark.slow
 def test_int8_model_runs_integer_convs_in_tvm_and_matches_onnxruntime(int8_onnx):
     net = from_onnx(int8_onnx)
     assert is_quantized(net.mod) and count_integer_conv2d(net.mod) == (0, 21)
