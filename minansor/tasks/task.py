@@ -12,7 +12,7 @@ from tvm.s_tir import Schedule
 from ..errors import UserError
 from ..tir import analysis
 from ..tir.layout_rewrite import layout_free_params, mark_layout_free
-from .targets import resolve_target, target_cores
+from .targets import resolve_target
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,6 @@ class Task:
     weight: int
     flops: float
     args: tuple[ArgSpec, ...]
-
-    @property
-    def num_cores(self) -> int:
-        return target_cores(self.target)
 
     @property
     def layout_free(self) -> tuple[int, ...]:
