@@ -11,8 +11,7 @@ nothing else on the machine meanwhile), then writes experiments/results/compare-
 with --tasks, a seed other than 0 adds -seed<S> to every name (results and records), and a layout
 rewrite other than the default (--set layout_rewrite=off: neither tuner packs weights) adds
 -rewrite-<value>, and a target other than this machine's CPU (--target cuda: its GPU) adds
--<target>. The
-files are rewritten after every task, and a task already in the .json is kept, not re-run: a
+-<target>. The files are rewritten after every task, and a task already in the .json is kept, not re-run: a
 killed run goes on where it stopped (--fresh starts over). A task is compared from nothing: the
 records of an unfinished one are deleted first, since MetaSchedule would seed its search with
 them. --again minansor tunes minansor again on the finished tasks and keeps MetaSchedule's runs
