@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tvm
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from minansor.space.program import Program, apply_program, materialize
 from minansor.space.search_space import SearchSpace
 from minansor.space.steps import InvalidProgram, RewriteLayout
 from minansor.tasks.workloads import make_task
-from minansor.tir.layout_rewrite import kernel, pack_inputs, packed_shapes
+from minansor.tir.layout_rewrite import kernel, pack_inputs, packed_shapes, packings
 
 CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)
 
@@ -38,6 +39,9 @@ def test_the_weight_is_stored_in_the_order_the_tiles_read_it():
     # element [ff1, rc0, rx0, ff2, rc1, ry1, ff3] is weight[ff1*8 + ff2*2 + ff3, rc0*4 + rc1, ry1, rx0]
     assert packed[1, 0, 2, 3, 1, 0, 1] == weight[1 * 8 + 3 * 2 + 1, 0 * 4 + 1, 0, 2]
     assert shape_of(kernel(applied.mod), 1) == (2, 2, 3, 4, 4, 3, 2)  # what is built and timed takes it packed
+    # the numpy packing moves every element where TVM's own element-by-element map does
+    (index_map,) = packings(applied.mod).values()
+    np.testing.assert_array_equal(packed, index_map.map_tensor(tvm.runtime.tensor(weight)).numpy())
 
 
 def shape_of(mod, param: int) -> tuple[int, ...]:
