@@ -27,6 +27,7 @@ from tvm.support.popen_pool import PopenPoolExecutor
 from ..config import SearchConfig
 from ..tasks.targets import cross_compiler, device_type, settle_main_thread
 from ..tasks.task import ArgSpec, Task
+from ..tir import amx
 from ..tir.layout_rewrite import kernel
 from .measurer import MeasureResult, NetworkTiming
 from .verify import run_locally
@@ -56,7 +57,7 @@ def build_module(mod_json: str, target_config: dict, path: str, compiler: str | 
     """Compile one scheduled module (a program's kernel) into a shared library at `path` (runs in a worker)."""
     start = time.perf_counter()
     mod = tvm.ir.load_json(mod_json)
-    export_library(tvm.compile(mod, target=tvm.target.Target(target_config)), path, compiler)
+    export_library(tvm.compile(amx.with_permission(mod), target=tvm.target.Target(target_config)), path, compiler)
     return time.perf_counter() - start
 
 

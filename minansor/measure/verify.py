@@ -13,6 +13,7 @@ import tvm
 
 from ..tasks.targets import cross_compiler, device_type, resolve_target
 from ..tasks.task import Task
+from ..tir import amx
 from ..tir.layout_rewrite import kernel, pack_inputs
 
 
@@ -35,7 +36,7 @@ def call_outputs(lib, dev, task: Task, inputs: list[np.ndarray]) -> list[np.ndar
 
 def run_locally(task: Task, mod: tvm.IRModule, inputs: list[np.ndarray]) -> list[np.ndarray]:
     """The output arguments after one call of `mod` built for `task.target` on this machine."""
-    return call_outputs(tvm.compile(mod, target=task.target).mod, tvm.device(device_type(task.target)), task, inputs)
+    return call_outputs(tvm.compile(amx.with_permission(mod), target=task.target).mod, tvm.device(device_type(task.target)), task, inputs)
 
 
 def check_against_untuned(task: Task, mod: tvm.IRModule, rtol: float, atol: float, seed: int = 0,

@@ -18,6 +18,7 @@ from ..measure.local import export_library, flatten_outputs, time_network_here
 from ..measure.measurer import Measurer, NetworkTiming
 from ..measure.verify import CheckResult, compare_outputs
 from ..tasks.targets import cross_compiler, resolve_target
+from ..tir import amx
 from .graph import PACK_CONSTANTS, Network
 from .int8 import QUANTIZED_ATOL, is_quantized
 
@@ -34,7 +35,7 @@ def build(fused: tvm.IRModule, target="cpu", database: ms.database.Database | No
         tuned = sorted(gv.name_hint for gv, f in applied.functions.items()
                        if isinstance(f, tirx.PrimFunc) and f.attrs and f.attrs.get("tirx.is_scheduled"))
         fused = tvm.transform.Sequential([make() for _, make in PACK_CONSTANTS])(applied)
-    return tvm.compile(fused, target=target), tuned
+    return tvm.compile(amx.with_permission(fused), target=target), tuned
 
 
 def median_time(call: Callable[[], Any], repeats: int = 5, warmup: int = 1) -> tuple[float, Any]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from tvm.s_tir import Schedule
 
 from ..config import SearchConfig
-from ..tir import analysis, layout_rewrite, vnni
+from ..tir import amx, analysis, layout_rewrite, vnni
 from .sketch import (Derivation, Outcome, Rule, always_inline, constant_inputs, is_tiled, needs_multi_level_tiling,
                      single_elementwise_consumer, skip_stage)
 from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, MultiLevelTile, Parallel,
-                    RewriteLayout, Rfactor, Step, Tensorize, TileForIntrinsic, Unroll, Vectorize)
+                    RewriteLayout, Rfactor, Step, Tensorize, TileForIntrinsic, TileForMicroKernel, Unroll,
+                    Vectorize)
 
 # SearchConfig.layout_rewrite. always: a derived step of every tiled sketch; optional: sketches
 # with and without it; off: none.
@@ -87,10 +88,46 @@ def multi_level_tiling_with_vnni(d: Derivation, block: str,
     return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(intrinsic, tiling, *packing)]
 
 
+def multi_level_tiling_with_amx(d: Derivation, block: str,
+                                config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    """A uint8 x int8 -> int32 multiply-accumulate on a CPU with AMX: its innermost loops become
+    one call of a register-blocked AMX micro-kernel (amx.py: several accumulator tiles held
+    across the whole input-channel reduction), and the loops around it are tiled and fused like
+    any other block's. The weight is always packed, into the layout B tiles are loaded in.
+    Where no micro-kernel fits (or one would not tensorize, e.g. a strided convolution, whose
+    rows are not one stride apart) the VNNI rule takes the block."""
+    if not config.amx or not needs_multi_level_tiling(d.sch, block):
+        return Outcome.PASS, []
+    kernel = amx.fit(d.sch, block)
+    if kernel is None:
+        return Outcome.PASS, []
+    intrinsic = TileForMicroKernel(block, kernel)
+    packing = tuple(RewriteLayout(intrinsic.outer, buffer) for buffer in constant_inputs(d.sch, block))
+    if not _tensorizes(d, intrinsic, packing):
+        return Outcome.PASS, []
+    consumer = single_elementwise_consumer(d.sch, block)
+    tiling = MultiLevelTile(intrinsic.outer, config.cpu_tile_structure, config.max_innermost_tile)
+    fused = [d.then(intrinsic, tiling, FuseConsumer(intrinsic.outer, consumer, tiling, level), *packing)
+             for level in config.fusion_levels] if consumer else []
+    return Outcome.APPLY_AND_SKIP_REST, fused + [d.then(intrinsic, tiling, *packing)]
+
+
+def _tensorizes(d: Derivation, tiling: TileForMicroKernel, packing: tuple[Step, ...]) -> bool:
+    """Whether the block, tiled for the intrinsic as it stands and its constants packed, is
+    tensorized by it (tried on a copy)."""
+    trial = d.sch.copy()
+    try:
+        for step in (tiling, *packing, Tensorize(tiling.outer, tiling.intrin)):
+            step.apply(trial, lambda knob, preferred: None)
+    except Exception:  # TVM reports a mismatch as any of several errors: the rule then does not apply
+        return False
+    return True
+
+
 # Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
 # are tried; register another by adding it here (examples/add_sketch_rule.py).
 SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
-    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_vnni, multi_level_tiling_with_fusion,
+    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_amx, multi_level_tiling_with_vnni, multi_level_tiling_with_fusion,
     multi_level_tiling, skip_stage)}
 
 
@@ -113,7 +150,7 @@ def annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
                and not analysis.block_info(sch, b).has_reduction and len(analysis.consumers(sch, b)) == 1]
     # The innermost loops of a block tiled for an intrinsic are the intrinsic's: nothing inlined
     # into them, no vector, and the reduction is initialized by Tensorize, which comes last.
-    intrinsics = {s.outer: s.intrin for s in steps if isinstance(s, TileForIntrinsic)}
+    intrinsics = {s.outer: s.intrin for s in steps if isinstance(s, (TileForIntrinsic, TileForMicroKernel))}
     out: list[Step] = [ComputeLocation(b, inline=not set(analysis.consumers(sch, b)) & set(intrinsics))
                        for b in reversed(movable)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from tvm.s_tir import Schedule
 from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
-from ..tir import analysis, layout_rewrite
+from ..tir import amx, analysis, layout_rewrite
 from ..tir import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
 from ..tir.analysis import REDUCTION, SPATIAL
 
@@ -238,6 +238,39 @@ class TileForIntrinsic:
 
     def describe(self) -> str:
         return f"tile {self.block} for the intrinsic {self.intrin} (the rest of its loops: block {self.outer})"
+
+
+@dataclass(frozen=True)
+class TileForMicroKernel:
+    """`TileForIntrinsic` for an AMX micro-kernel (amx.py), whose shape its fields give: the
+    innermost loops become the kernel's M x N x K nest, the reduction split in groups of 4 with
+    the groups moved outside the N loop, so that the layout rewrite packs the weight in the
+    `[K/4, N, 4]` order a B tile is loaded in; everything outside is block `<block>_o`."""
+
+    block: str
+    kernel: amx.MicroKernel
+
+    @property
+    def outer(self) -> str:
+        return f"{self.block}_o"
+
+    @property
+    def intrin(self) -> str:
+        return self.kernel.intrinsic
+
+    def apply(self, sch: Schedule, decide: Decide) -> None:
+        block = sch.get_sblock(self.block)
+        if tile_with_tensor_intrin(sch, block, self.kernel.loops) is None:
+            raise InvalidProgram(f"the loops of {self.block} do not hold the AMX micro-kernel {self.kernel}")
+        i, j, k = sch.get_loops(block)[-3:]
+        k4, k1 = sch.split(k, [None, 4])
+        sch.reorder(i, k4, j, k1)
+        sch.blockize(i)
+
+    def describe(self) -> str:
+        m, n, k = self.kernel.shape
+        return (f"tile {self.block} for the AMX micro-kernel {m}x{n}x{k} ({self.kernel.mt}x{self.kernel.nt} "
+                f"accumulator tiles; the rest of its loops: block {self.outer})")
 
 
 # ---------------------------------------------------------------- annotation steps

@@ -68,9 +68,29 @@ def settle_main_thread() -> None:
         os.sched_setaffinity(0, free)
 
 
+# /proc/cpuinfo flags LLVM's guess of the CPU name can miss (a hypervisor that masks the model
+# turns a Sapphire Rapids into a "rocketlake", without AMX or AVX-512 BF16), with LLVM's names.
+CPU_FLAG_FEATURES = {"amx_tile": "amx-tile", "amx_int8": "amx-int8", "amx_bf16": "amx-bf16",
+                     "avx512_bf16": "avx512bf16"}
+
+
+def cpu_flags() -> set[str]:
+    """The flags /proc/cpuinfo lists for this machine's CPU (none where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return set(next((line.split(":", 1)[1].split() for line in cpuinfo if line.startswith("flags")), []))
+    except OSError:
+        return set()
+
+
 def cpu_preset() -> dict:
-    """The local CPU with its real instruction set (without `mcpu` LLVM emits baseline SSE2)."""
-    return {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": physical_cores()}
+    """The local CPU with its real instruction set (without `mcpu` LLVM emits baseline SSE2): the
+    CPU name LLVM guesses, plus the features /proc/cpuinfo lists that the name does not imply."""
+    preset = {"kind": "llvm", "mcpu": codegen.llvm_get_system_cpu(), "num-cores": physical_cores()}
+    guessed = tvm.target.Target({"kind": "llvm", "mcpu": preset["mcpu"]})
+    missing = [feature for flag, feature in CPU_FLAG_FEATURES.items()
+               if flag in cpu_flags() and not codegen.target_has_features(feature, guessed)]
+    return {**preset, "mattr": ["+" + f for f in missing]} if missing else preset
 
 
 def jetson_nano_preset() -> dict:

@@ -1,0 +1,283 @@
+"""AMX: the CPU's matrix engine (`tdpbusd`, uint8 x int8 -> int32) as a register-blocked tensor intrinsic.
+
+An AMX core holds eight tile registers of up to 16 rows x 64 bytes. One `tdpbusd` multiplies a
+tile of activations A (rows x 64 uint8) by a tile of weights B (16 rows x 64 int8, i.e. 64 x 16
+in groups of 4) into an accumulator tile C (rows x 16 int32): 16,384 multiply-adds per
+instruction, 256 times a `vpdpbusd`. Fed from memory one product at a time the engine waits on
+loads, so the unit of computation here is a *micro-kernel*, as in oneDNN's brgemm:
+
+    C[M, N] += A[M, K] . W[K, N]     M = rows x mt, N = 16 x nt, K = k_tile x kb
+
+holding mt x nt accumulator tiles in registers across the whole K block, each loaded once at
+the start and stored once at the end (2 x 2 accumulators, 2 A tiles and 2 B tiles fill the eight
+registers). In TensorIR it is the block
+
+    for i, k4, j, k1 in grid(M, K/4, N, 4):  C[i, j] += int32(A[i, 4 k4 + k1]) * int32(B[k4, j, k1])
+
+whose loop order is what packs the weight: the layout rewrite (layout_rewrite.py) stores a
+constant in the order its loops read it, which for this nest is `[K/4, N, 4]`, the layout a B
+tile is loaded in (`B[k4, 4 n + j] = W[4 k4 + j, n]`). A's rows are output pixels along a row
+of the image: one tileloadd reads them at any stride, so the data stays NHWC; `rows` divides the
+image width (13 for 416-pixel YOLO layers, whose widths 208 ... 13 share no factor of 16).
+
+The runtime contract, kept by the kernel itself:
+- a thread's tile configuration (`ldtilecfg`: rows and bytes per row of each tile) is register
+  state: the micro-kernel loads its own at every call, so any thread of any pool may run it;
+- a process may use AMX only after asking the kernel (`arch_prctl(ARCH_REQ_XCOMP_PERM)`),
+  or its first tile instruction dies of SIGILL: `request_permission` asks, and every function
+  that uses AMX asks on entry (`with_permission`), so a library runs in any process, including
+  one that never imported minansor.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+from dataclasses import dataclass
+
+import tvm
+from tvm import tirx
+from tvm.s_tir import Schedule, TensorIntrin
+from tvm.s_tir.schedule.analysis import get_tensorize_loop_mapping
+from tvm.script import tirx as T
+from tvm.target import codegen
+
+from . import analysis
+
+TILE_ROWS, TILE_BYTES, TILE_REGISTERS = 16, 64, 8
+ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18  # x86-64 Linux
+CPU_FLAG = "amx_int8"
+
+
+def has_amx(target: tvm.target.Target) -> bool:
+    """Whether the target's CPU has AMX int8 tiles (its `mattr` or `mcpu` must say so)."""
+    return target.kind.name == "llvm" and bool(codegen.target_has_features("amx-int8", target))
+
+
+def cpu_has_amx() -> bool:
+    """Whether this machine's CPU lists AMX int8 (LLVM's guess of the CPU name may hide it)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            return CPU_FLAG in cpuinfo.read().split()
+    except OSError:
+        return False
+
+
+def request_permission() -> bool:
+    """Ask Linux to let this process use AMX tile data; whether it may (False off Linux x86-64)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        return libc.syscall(ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+@dataclass(frozen=True)
+class MicroKernel:
+    """C[M, N] += A[M, K] . W[K, N] on mt x nt accumulator tiles of `rows` rows (M = rows x mt,
+    N = 16 x nt), over kb steps of `k_tile` uint8 each (a multiple of 4, at most 64: K = k_tile x kb)."""
+
+    rows: int
+    mt: int
+    nt: int
+    k_tile: int
+    kb: int
+
+    def __post_init__(self):
+        if not (1 <= self.rows <= TILE_ROWS and self.k_tile % 4 == 0 and 4 <= self.k_tile <= TILE_BYTES
+                and self.kb >= 1 and self.mt >= 1 and self.nt >= 1):
+            raise ValueError(f"no AMX tiles for {self}")
+        if self.mt * self.nt + self.mt + min(self.nt, 2) > TILE_REGISTERS:
+            raise ValueError(f"{self.mt} x {self.nt} accumulators do not fit the tile registers")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.rows * self.mt, 16 * self.nt, self.k_tile * self.kb
+
+    @property
+    def intrinsic(self) -> str:
+        """Its tensor intrinsic's name, registered on first use in this process."""
+        return _register(self)
+
+    @property
+    def loops(self) -> str:
+        """The name of its plain loop nest (C[i, j] += A[i, k] W[k, j], the reduction not yet
+        split in groups of 4), in which TVM's loop mapping finds it in a block."""
+        return f"{_register(self)}_loops"
+
+
+@functools.cache
+def _register(kernel: MicroKernel) -> str:
+    name = f"minansor_amx_u8i8i32_{kernel.rows}x{kernel.mt}_16x{kernel.nt}_{kernel.k_tile}x{kernel.kb}"
+    TensorIntrin.register(name, *_functions(kernel.rows, kernel.mt, kernel.nt, kernel.k_tile, kernel.kb),
+                          override=True)
+    loops = _loops(*kernel.shape)
+    TensorIntrin.register(f"{name}_loops", loops, loops, override=True)
+    return name
+
+
+def fit(sch: Schedule, block: str) -> MicroKernel | None:
+    """The micro-kernel for a uint8 x int8 -> int32 multiply-accumulate `block`, or None where
+    none fits: the largest that divides the block's loops. Rows: the largest divisor of the
+    output rows' loop up to 16 (at least 4, or the engine idles); two row tiles and two column
+    tiles where the loops hold them; the whole reduction loop as one K block."""
+    if not analysis.block_info(sch, block).has_reduction:
+        return None
+    body = analysis.realize(sch, block).block
+    written = {region.source.name: region.source.dtype for region in body.writes}
+    read = sorted(str(region.source.dtype) for region in body.reads if region.source.name not in written)
+    if [str(d) for d in written.values()] != ["int32"] or read != ["int8", "uint8"]:
+        return None
+    extents = _mapped_extents(sch, block)
+    if extents is None:
+        return None
+    m, n, k = extents
+    rows = max(d for d in range(1, TILE_ROWS + 1) if m % d == 0)
+    if rows < 4 or n % 16 or k % 4:
+        return None
+    k_tile = max(d for d in range(4, TILE_BYTES + 1, 4) if k % d == 0)
+    return MicroKernel(rows, 2 if (m // rows) % 2 == 0 else 1, 2 if n % 32 == 0 else 1, k_tile, k // k_tile)
+
+
+def _mapped_extents(sch: Schedule, block: str) -> tuple[int, int, int] | None:
+    """The extents of the block's loops that map onto the micro-kernel's M, N and K, found
+    with the smallest micro-kernel (1 row, 16 columns, 4 products)."""
+    mapping = get_tensorize_loop_mapping(sch, sch.get_sblock(block), tvm.s_tir.TensorIntrin.get(
+        MicroKernel(1, 1, 1, 4, 1).loops).desc)
+    if mapping is None:
+        return None
+    extents = {}
+    for block_loop, desc_loop in mapping.loop_map.items():
+        extents[int(mapping.desc_loop_indexer[desc_loop])] = int(block_loop.stmt.extent)
+    return (extents[0], extents[1], extents[2]) if len(extents) == 3 else None
+
+
+def _loops(M: int, N: int, K: int):
+    @T.prim_func(s_tir=True)
+    def loops(a: T.handle, b: T.handle, c: T.handle) -> None:
+        A = T.match_buffer(a, (M, K), "uint8", offset_factor=1)
+        B = T.match_buffer(b, (K, N), "int8", offset_factor=1)
+        C = T.match_buffer(c, (M, N), "int32", offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K, 0:N])
+            T.writes(C[0:M, 0:N])
+            for i, j, k in T.grid(M, N, K):
+                with T.sblock("update"):
+                    vi, vj, vk = T.axis.remap("SSR", [i, j, k])
+                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(B[vk, vj], "int32")
+
+    return loops
+
+
+def _tile_config(rows: int, mt: int, nt: int, k_tile: int) -> list[int]:
+    """The 64-byte tile configuration as 8 little-endian uint64: palette 1, then per tile its
+    bytes per row (uint16 at 16 + 2t) and rows (byte 48 + t). Tiles: C, then A, then B."""
+    config = bytearray(64)
+    config[0] = 1
+    shapes = ([(rows, TILE_BYTES)] * (mt * nt) + [(rows, k_tile)] * mt + [(k_tile // 4, TILE_BYTES)] * min(nt, 2))
+    for t, (tile_rows, row_bytes) in enumerate(shapes):
+        config[16 + 2 * t:18 + 2 * t] = row_bytes.to_bytes(2, "little")
+        config[48 + t] = tile_rows
+    return [int.from_bytes(config[8 * i:8 * i + 8], "little") for i in range(8)]
+
+
+def _functions(rows: int, mt: int, nt: int, k_tile: int, kb: int):
+    M, N, K = rows * mt, 16 * nt, k_tile * kb
+    call = functools.partial(T.call_llvm_intrin, "void")
+    lookup = T.llvm_lookup_intrinsic_id
+
+    @T.prim_func(s_tir=True)
+    def description(a: T.handle, b: T.handle, c: T.handle) -> None:
+        sa, sb0, sb1, sc = T.int32(), T.int32(), T.int32(), T.int32()
+        A = T.match_buffer(a, (M, K), "uint8", strides=[sa, 1], offset_factor=1)
+        B = T.match_buffer(b, (K // 4, N, 4), "int8", strides=[sb0, sb1, 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), "int32", strides=[sc, 1], offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K // 4, 0:N, 0:4])
+            T.writes(C[0:M, 0:N])
+            for i, k4, j, k1 in T.grid(M, K // 4, N, 4):
+                with T.sblock("update"):
+                    vi, vj = T.axis.remap("SS", [i, j])
+                    vk = T.axis.reduce(K, k4 * 4 + k1)
+                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(B[vk // 4, vj, vk % 4], "int32")
+
+    config = _tile_config(rows, mt, nt, k_tile)
+    c_tile = lambda x, y: x * nt + y  # noqa: E731
+    a_tile = lambda x: mt * nt + x  # noqa: E731
+    b_tile = lambda y: mt * nt + mt + (y % 2)  # noqa: E731  two B registers, reused beyond nt = 2
+
+    @T.prim_func(s_tir=True)
+    def implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
+        sa, sb0, sb1, sc = T.int32(), T.int32(), T.int32(), T.int32()
+        A = T.match_buffer(a, (M, K), "uint8", strides=[sa, 1], offset_factor=1)
+        B = T.match_buffer(b, (K // 4, N, 4), "int8", strides=[sb0, sb1, 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), "int32", strides=[sc, 1], offset_factor=1)
+        with T.sblock("root"):
+            T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K // 4, 0:N, 0:4])
+            T.writes(C[0:M, 0:N])
+            cfg = T.decl_buffer((8,), "uint64", scope="local")
+            cfg[0] = T.uint64(config[0])
+            cfg[1] = T.uint64(config[1])
+            cfg[2] = T.uint64(config[2])
+            cfg[3] = T.uint64(config[3])
+            cfg[4] = T.uint64(config[4])
+            cfg[5] = T.uint64(config[5])
+            cfg[6] = T.uint64(config[6])
+            cfg[7] = T.uint64(config[7])
+            T.evaluate(call(lookup("llvm.x86.ldtilecfg"), T.address_of(cfg[0])))
+            for x in T.unroll(mt):
+                for y in T.unroll(nt):
+                    T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(c_tile(x, y)),
+                                    T.address_of(C[x * rows, y * 16]), T.int64(sc * 4)))
+            for kk in T.serial(kb):
+                for x in T.unroll(mt):
+                    T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(a_tile(x)),
+                                    T.address_of(A[x * rows, kk * k_tile]), T.int64(sa)))
+                for y in T.unroll(nt):
+                    T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(b_tile(y)),
+                                    T.address_of(B[kk * (k_tile // 4), y * 16, 0]), T.int64(sb0)))
+                    for x in T.unroll(mt):
+                        T.evaluate(call(lookup("llvm.x86.tdpbusd"), T.uint8(c_tile(x, y)), T.uint8(a_tile(x)),
+                                        T.uint8(b_tile(y))))
+            for x in T.unroll(mt):
+                for y in T.unroll(nt):
+                    T.evaluate(call(lookup("llvm.x86.tilestored64"), T.uint8(c_tile(x, y)),
+                                    T.address_of(C[x * rows, y * 16]), T.int64(sc * 4)))
+
+    return description, implementation
+
+
+AMX_INTRINSICS = ("llvm.x86.ldtilecfg", "llvm.x86.tdpbusd", "llvm.x86.tdpbf16ps")
+PERMISSION_MESSAGE = ("AMX: Linux refused this process the CPU's tile registers (arch_prctl "
+                      "ARCH_REQ_XCOMP_PERM): the CPU or the kernel has no AMX")
+
+
+def uses_amx(func: tirx.PrimFunc) -> bool:
+    """Whether `func` calls a tile instruction (after tensorization)."""
+    ids = {int(T.llvm_lookup_intrinsic_id(name)) for name in AMX_INTRINSICS}
+    return any(isinstance(stmt, tirx.Evaluate) and isinstance(stmt.value, tvm.ir.Call)
+               and stmt.value.op.name == "tirx.call_llvm_intrin" and isinstance(stmt.value.args[0], tvm.ir.prim.expr.IntImm)
+               and int(stmt.value.args[0].value) in ids for stmt in analysis.walk(func.body))
+
+
+def with_permission(mod: tvm.IRModule) -> tvm.IRModule:
+    """`mod` with every function that uses AMX asking Linux for the tile registers on entry
+    (a system call of a few hundred nanoseconds), and failing with one clear line where it may
+    not, instead of dying of SIGILL: the library runs in any process."""
+    updates = {}
+    for gv, func in mod.functions.items():
+        if isinstance(func, tirx.PrimFunc) and uses_amx(func):
+            granted = tirx.call_extern("int64", "syscall", tirx.const(ARCH_PRCTL, "int64"),
+                                       tirx.const(ARCH_REQ_XCOMP_PERM, "int64"), tirx.const(XFEATURE_XTILEDATA, "int64"))
+            # condition first: TVM 0.27's Python signature names (kind, condition) but its
+            # constructor takes (condition, kind), and the arguments go through in order
+            check = tirx.AssertStmt(granted == tirx.const(0, "int64"), tvm.ir.StringImm("RuntimeError"),
+                                    [tvm.ir.StringImm(PERMISSION_MESSAGE)])
+            updates[gv] = func.with_body(tirx.SeqStmt([check, func.body]))
+    if not updates:
+        return mod
+    mod = mod.clone()
+    for gv, func in updates.items():
+        mod.update_func(gv, func)
+    return mod
