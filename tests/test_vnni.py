@@ -24,7 +24,7 @@ from minansor.tir.layout_rewrite import kernel, packed_shapes
 from minansor.tir.vnni import LANES, REDUCTION, VNNI_INTRIN, has_vnni
 
 CPU = resolve_target("cpu")
-CONFIG = dataclasses.replace(SearchConfig(), num_cores=2)
+CONFIG = dataclasses.replace(SearchConfig(), num_cores=2, amx=False)  # VNNI itself, also on a CPU with AMX
 needs_vnni = pytest.mark.skipif(not has_vnni(CPU), reason="this CPU has no AVX-512 VNNI")
 
 

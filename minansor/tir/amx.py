@@ -23,15 +23,15 @@ image width (13 for 416-pixel YOLO layers, whose widths 208 ... 13 share no fact
 The runtime contract, kept by the kernel itself:
 - a thread's tile configuration (`ldtilecfg`: rows and bytes per row of each tile) is register
   state: the micro-kernel loads its own at every call, so any thread of any pool may run it;
-- a process may use AMX only after asking the kernel (`arch_prctl(ARCH_REQ_XCOMP_PERM)`),
-  or its first tile instruction dies of SIGILL: `request_permission` asks, and every function
-  that uses AMX asks on entry (`with_permission`), so a library runs in any process, including
-  one that never imported minansor.
+- a process may use AMX only after asking Linux (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), or its
+  first tile instruction dies of SIGILL, and the permission is lost on exec: every function that
+  uses AMX asks on entry (`with_permission`, applied wherever minansor builds), so a library runs
+  in any process (measurement workers, an RPC server, a user's own loader) and fails with one
+  clear line, not a SIGILL, where the CPU or the kernel has no AMX.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 from dataclasses import dataclass
 
@@ -46,31 +46,11 @@ from . import analysis
 
 TILE_ROWS, TILE_BYTES, TILE_REGISTERS = 16, 64, 8
 ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18  # x86-64 Linux
-CPU_FLAG = "amx_int8"
 
 
 def has_amx(target: tvm.target.Target) -> bool:
     """Whether the target's CPU has AMX int8 tiles (its `mattr` or `mcpu` must say so)."""
     return target.kind.name == "llvm" and bool(codegen.target_has_features("amx-int8", target))
-
-
-def cpu_has_amx() -> bool:
-    """Whether this machine's CPU lists AMX int8 (LLVM's guess of the CPU name may hide it)."""
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            return CPU_FLAG in cpuinfo.read().split()
-    except OSError:
-        return False
-
-
-def request_permission() -> bool:
-    """Ask Linux to let this process use AMX tile data; whether it may (False off Linux x86-64)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall.restype = ctypes.c_long
-        return libc.syscall(ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 @dataclass(frozen=True)
@@ -121,7 +101,8 @@ def fit(sch: Schedule, block: str) -> MicroKernel | None:
     """The micro-kernel for a uint8 x int8 -> int32 multiply-accumulate `block`, or None where
     none fits: the largest that divides the block's loops. Rows: the largest divisor of the
     output rows' loop up to 16 (at least 4, or the engine idles); two row tiles and two column
-    tiles where the loops hold them; the whole reduction loop as one K block."""
+    tiles where the loops hold them; the whole reduction loop as one K block, of at least 8
+    (a reduction of 4, e.g. an image's 3 channels padded, leaves 15/16 of a tile idle: VNNI's)."""
     if not analysis.block_info(sch, block).has_reduction:
         return None
     body = analysis.realize(sch, block).block
@@ -134,7 +115,7 @@ def fit(sch: Schedule, block: str) -> MicroKernel | None:
         return None
     m, n, k = extents
     rows = max(d for d in range(1, TILE_ROWS + 1) if m % d == 0)
-    if rows < 4 or n % 16 or k % 4:
+    if rows < 4 or n % 16 or k % 4 or k < 8:
         return None
     k_tile = max(d for d in range(4, TILE_BYTES + 1, 4) if k % d == 0)
     return MicroKernel(rows, 2 if (m // rows) % 2 == 0 else 1, 2 if n % 32 == 0 else 1, k_tile, k // k_tile)
