@@ -12,7 +12,8 @@ then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 1
 2. model: --checkpoint (its own architecture; --model, if given, must agree), or a short training
    run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes);
 3. int8: PT2E quantization calibrated on --calibration training images, QDQ ONNX export;
-4. baselines: PyTorch eager (fp32), onnxruntime (fp32, int8), TVM untuned (fp32, int8 with
+4. baselines: PyTorch eager (fp32), onnxruntime (fp32, int8), OpenVINO (its default precision:
+   bf16 on a CPU with AMX or AVX-512 BF16; fp32 forced; int8), TVM untuned (fp32, int8 with
    integer convolutions);
 5. tuning: minansor over the whole network for each cumulative budget in --budgets, each
    precision in its own record directory (WORK_DIR/fp32, WORK_DIR/int8): a larger budget
@@ -54,10 +55,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.measure.peak import fp32_peak_gflops, int8_peak_gops  # noqa: E402
+from minansor.measure.peak import amx_peak_gops, fp32_peak_gflops, int8_peak_gops  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
+from minansor.tir.amx import has_amx  # noqa: E402
 from minansor.tir.vnni import has_vnni  # noqa: E402
 from minansor.validation import with_overrides  # noqa: E402
 
@@ -72,7 +74,7 @@ FIRST_MODEL = "yolov4-tiny"
 @dataclass
 class Row:
     precision: str  # fp32 | int8
-    runtime: str  # PyTorch eager | onnxruntime | TVM untuned | TVM + minansor
+    runtime: str  # PyTorch eager | onnxruntime | OpenVINO ... | TVM untuned | TVM + minansor
     trials: int  # 0 for the baselines
     latency_ms: float
     map_all_point: float
@@ -186,12 +188,16 @@ def measured_map(forward, args) -> tuple[float, float]:
 
 
 def baseline_runtimes(model, paths: dict[str, str]) -> list[tuple[str, str, Callable]]:
-    """(precision, runtime, forward) of the runtimes a user would otherwise run."""
+    """(precision, runtime, forward) of the runtimes a user would otherwise run: PyTorch eager,
+    and onnxruntime and OpenVINO (its default precision, fp32 forced, int8) on the ONNX exports."""
+    from minansor.network.engines import onnx_engines
     from yolo.evaluate import torch_forward
-    from yolo.quantize import onnx_forward
 
-    return [("fp32", "PyTorch eager", torch_forward(model)), ("fp32", "onnxruntime", onnx_forward(paths["fp32"])),
-            ("int8", "onnxruntime", onnx_forward(paths["int8"]))]
+    runtimes = [("fp32", "PyTorch eager", torch_forward(model))]
+    for precision in ("fp32", "int8"):
+        runtimes += [(precision, engine.name, lambda batch, forward=engine.forward: forward([batch]))
+                     for engine in onnx_engines(paths[precision], quantized=precision == "int8")]
+    return runtimes
 
 
 def study_input(args) -> np.ndarray:
@@ -199,7 +205,7 @@ def study_input(args) -> np.ndarray:
 
 
 def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str]):
-    """PyTorch eager and onnxruntime, timed on one input the way the TVM rows are."""
+    """PyTorch eager, onnxruntime and OpenVINO, timed on one input the way the TVM rows are."""
     from minansor.network.run import median_time
 
     x = study_input(args)
@@ -289,11 +295,14 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
     """One row per runtime and budget; TVM rows with their speedup over untuned TVM (and the
     study's, for the model it measured) and their latency ratio to PyTorch eager and onnxruntime
     of the same precision (above 1: faster); int8 rows also against onnxruntime fp32 and against
-    our fp32 build at the same budget."""
+    our fp32 build at the same budget; every TVM row against OpenVINO of its precision (fp32
+    forced, int8) and against OpenVINO's default (bf16 where the CPU has it)."""
     baselines = {(r.precision, r.runtime, r.trials): r for r in rows}
+    openvino_default = next((r.runtime for r in rows if r.runtime.startswith("OpenVINO default")), "")
     study_fps = STUDY_FPS.get(model)
     headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
-               "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "timed", "mAP@0.5", "mAP@0.5 (11-pt)", "check",
+               "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "x OpenVINO", "x OpenVINO default", "timed",
+               "mAP@0.5", "mAP@0.5 (11-pt)", "check",
                "tuning s"]
     if study_fps is None:
         headers.remove("study speedup")
@@ -311,6 +320,7 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
                      f"{speedup}x" if speedup else "-", *study, over("PyTorch eager"), over("onnxruntime"),
                      over("onnxruntime", "fp32") if int8 else "",
                      over("TVM + minansor" if r.trials else "TVM untuned", "fp32", r.trials) if int8 else "",
+                     over(f"OpenVINO {r.precision}"), over(openvino_default, "fp32"),
                      f"best of {len(r.rounds_ms)}" if r.rounds_ms else "once",
                      f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
                      f"{r.tuning_s:.0f}" if r.tuning_s else ""])
@@ -318,10 +328,15 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
 
 
 def measure_peaks() -> dict[str, float]:
-    """This machine's peak per precision: fp32 FMAs, and int8 VNNI dot products where the CPU has
-    them (else int8 tasks are set against the fp32 peak)."""
-    fp32 = fp32_peak_gflops()
-    return {"fp32": fp32, "int8": int8_peak_gops() if has_vnni(resolve_target("cpu")) else fp32}
+    """This machine's peak per precision, of the instruction the CPU really has: fp32 FMAs; int8
+    AMX tiles (tdpbusd) where the CPU has AMX, else VNNI dot products (vpdpbusd), else the fp32
+    peak. `int8_instruction` names which."""
+    fp32, cpu = fp32_peak_gflops(), resolve_target("cpu")
+    if has_amx(cpu):
+        return {"fp32": fp32, "int8": amx_peak_gops(cpu, "int8"), "int8_instruction": "AMX tdpbusd"}
+    if has_vnni(cpu):
+        return {"fp32": fp32, "int8": int8_peak_gops(), "int8_instruction": "VNNI vpdpbusd"}
+    return {"fp32": fp32, "int8": fp32, "int8_instruction": "fp32 FMA (no VNNI)"}
 
 
 def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
@@ -346,7 +361,7 @@ def plot(rows: list[Row], path: str, name: str) -> None:
             ax.plot([r.trials for r in tvm], [r.fps for r in tvm], "o-", color=color, label=f"TVM {precision}")
         for r in rows:
             if r.precision == precision and not r.runtime.startswith("TVM"):
-                style = ":" if r.runtime == "onnxruntime" else "--"
+                style = ":" if r.runtime == "onnxruntime" else "-." if r.runtime.startswith("OpenVINO") else "--"
                 ax.axhline(r.fps, color=color, linestyle=style, linewidth=1, label=f"{r.runtime} {precision}")
     ax.set_xscale("symlog", linthresh=100)
     ax.set_xlim(left=0)
@@ -368,7 +383,10 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
              "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
              f"Speedup is over untuned TVM of the same precision; {beside}. "
              "x PyTorch and x onnxruntime: the baseline's latency over the row's, same precision, same run (above 1: "
-             "TVM is faster); int8 rows also over onnxruntime fp32 and over our fp32 build at the same trials (x TVM fp32). timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
+             "TVM is faster); int8 rows also over onnxruntime fp32 and over our fp32 build at the same trials (x TVM fp32); "
+             "x OpenVINO: over OpenVINO of the same precision (fp32 forced, int8), x OpenVINO default: over OpenVINO "
+             "left to its default precision (bf16 where the CPU has AMX or AVX-512 BF16), the fastest engine on such a CPU. "
+             "timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
              "libraries, interleaved, each TVM library in a fresh process), or once, when the row was made. "
              f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.", ""]
     lines += markdown_table(headers, body)
@@ -377,8 +395,9 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
     if tuned:
         lines += ["## Tasks of the tuned network, against this machine's peak", "",
                   f"Peaks measured in this run on every core (`minansor/measure/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
-                  f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of VNNI dot products (vpdpbusd; "
-                  "the fp32 peak where the CPU has no VNNI): no program does more multiply-adds per second. "
+                  f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of {peaks['int8_instruction']} "
+                  "(AMX tiles where the CPU has them, else VNNI dot products, else the fp32 peak): no program does more "
+                  "multiply-adds per second. "
                   "Best program of each task, as the tuner measured it; int8 rows in GOPS, against the int8 peak.", ""]
         for r in tuned:
             lines += ([f"### {r.precision}, {r.trials} trials", ""]
@@ -387,6 +406,7 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump({"model": args.model, "peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
+                   "int8_peak_instruction": peaks["int8_instruction"],
                    "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png", name)
 

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tvm
+from tvm.s_tir import Schedule
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -18,7 +19,7 @@ from minansor.measure.local import export_library
 from minansor.measure.verify import check_against_untuned, run_locally
 from minansor.network.graph import optimize_for
 from minansor.space.search_space import SearchSpace
-from minansor.space.steps import Tensorize, TileForIntrinsic, TileForMicroKernel
+from minansor.space.steps import RewriteLayout, Tensorize, TileForIntrinsic, TileForMicroKernel
 from minansor.tasks.targets import resolve_target
 from minansor.tasks.workloads import make_task
 from minansor.tir import amx
@@ -39,10 +40,12 @@ def _micro_kernels(space: SearchSpace) -> set:
 def test_int8_conv_sketches_tile_for_the_micro_kernel_and_pack_the_weight_for_b_tiles():
     space = SearchSpace(make_task("qconv-26x26-128-64-3x3", AMX_TARGET), CONFIG)
     (step,) = _micro_kernels(space)
-    # 26 = 2 x 13 rows, 64 = 2 x 16 columns (2 x 2 accumulator tiles), 128 = 2 x 64 input channels
-    assert step.kernel == amx.MicroKernel(rows=13, mt=2, nt=2, k_tile=64, kb=2)
+    # 26 = 2 x 13 rows, 64 = 2 x 16 columns (2 x 2 accumulator tiles), 128 = 2 x 64 input channels,
+    # the 3 x 3 window inside: the whole reduction, so the accumulators start from zero
+    assert step.kernel == amx.MicroKernel(rows=13, mt=2, nt=2, k_tile=64, kb=2, window=(3, 3), overwrite=True)
     for sketch in space.sketches:
-        assert step in sketch.steps and sketch.annotations[-1] == Tensorize("conv2d_nhwc_o", step.intrin)
+        assert step in sketch.steps
+        assert sketch.annotations[-1] == Tensorize("conv2d_nhwc_o", step.intrin, step.kernel.skip_init)
         assert not any(s.describe().startswith("vectorize") and s.block == "conv2d_nhwc_o" for s in sketch.annotations)
 
 
@@ -71,11 +74,11 @@ def test_amx_programs_emit_tile_instructions_and_equal_the_untuned_conv():
     space = SearchSpace(task, CONFIG)
     for applied in _valid(space, 2):
         (name, shape, packed), = [p for p in packed_shapes(applied.mod) if p[0] == "weight"]
-        assert shape == (3, 3, 128, 64) and packed[-3:] == (128 // 4, 32, 4)  # [K/4, N, 4]: B tiles
+        assert shape == (3, 3, 128, 64) and packed[-5:] == (3, 3, 128 // 4, 32, 4)  # [KH, KW, K/4, N, 4]: B tiles
         check = check_against_untuned(task, applied.mod, 0.0, 0.0)  # integers, then one float scale: exact
         assert check.ok, check.detail
         asm = tvm.compile(amx.with_permission(kernel(applied.mod)), target=task.target).mod.inspect_source("asm")
-        assert all(op in asm for op in ("tdpbusd", "ldtilecfg", "tileloadd", "tilestored"))
+        assert all(op in asm for op in ("tdpbusd", "ldtilecfg", "sttilecfg", "tileloadd", "tilestored", "tilezero"))
 
 
 @needs_amx
@@ -143,3 +146,17 @@ def test_only_functions_that_use_tiles_ask_for_them():
     (applied,) = _valid(space, 1)
     asking = amx.with_permission(kernel(applied.mod))
     assert amx.uses_amx(asking["main"]) and "syscall" in asking["main"].script()
+
+
+@needs_amx
+@pytest.mark.parametrize("kernel", [amx.MicroKernel(13, 2, 2, 64, 1),  # the window outside: C loaded, 9 times
+                                    amx.MicroKernel(13, 1, 1, 32, 2, window=(3, 3)),  # C loaded once
+                                    amx.MicroKernel(13, 2, 1, 16, 4, window=(3, 3), overwrite=True)])
+def test_every_form_of_the_micro_kernel_equals_the_untuned_conv(kernel):
+    task = make_task("qconv-26x26-64-32-3x3")
+    sch = Schedule(task.mod)
+    tiling = TileForMicroKernel("conv2d_nhwc", kernel)
+    for step in (tiling, RewriteLayout(tiling.outer, "weight"), Tensorize(tiling.outer, tiling.intrin, kernel.skip_init)):
+        step.apply(sch, lambda knob, preferred: None)
+    check = check_against_untuned(task, sch.mod, 0.0, 0.0)
+    assert check.ok, check.detail

@@ -21,9 +21,16 @@ per thread are needed than on a CPU core).
 The int8 peak is the same experiment with VNNI's `vpdpbusd` (vnni.py) in place of the FMA: 64
 multiply-adds of 8-bit integers into 16 int32 lanes per instruction, counted as 2 operations
 each, as for fp32.
+
+On a CPU with AMX (amx.py) the matrix engine has its own peak: every core holds four
+accumulator tiles (16 x 16 int32 or fp32) and repeats `tdpbusd` (16 x 16 x 64 uint8 x int8
+multiply-adds per instruction) or `tdpbf16ps` (16 x 16 x 32 bf16 products) on tiles loaded
+once, with no memory traffic.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import tvm
@@ -31,6 +38,7 @@ from tvm.script import tirx as T
 from tvm.target import codegen
 
 from ..tasks.targets import resolve_target, settle_main_thread, target_cores
+from ..tir import amx
 from ..tir.vnni import VPDPBUSD
 from .local import in_fresh_process
 
@@ -172,3 +180,64 @@ def _int8_peak_gops(target_config: dict, chains: int, steps: int, repeat: int) -
     timer = lib.mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=20)
     seconds = min(timer(*args).results)
     return 2 * 64 * cores * chains * steps / seconds / 1e9
+
+
+AMX_PRODUCTS = {"int8": ("llvm.x86.tdpbusd", 64), "bf16": ("llvm.x86.tdpbf16ps", 32)}  # instruction, K per tile
+
+
+def amx_kernel(cores: int, steps: int, dtype: str) -> tvm.IRModule:
+    """Four accumulator tiles per core (tiles 0-3), each taking `steps` tile products in a row
+    from two A tiles (4, 5) and two B tiles (6, 7) loaded once: `tdpbusd` for int8, `tdpbf16ps`
+    for bf16. The tile configuration is loaded inside the parallel loop: it is per thread."""
+    product = T.llvm_lookup_intrinsic_id(AMX_PRODUCTS[dtype][0])
+    lookup = T.llvm_lookup_intrinsic_id
+    call = functools.partial(T.call_llvm_intrin, "void")
+    config = [1] + [0] * 7  # palette 1; 8 tiles of 16 rows x 64 bytes
+    config[2] = config[3] = int.from_bytes(bytes([64, 0] * 4), "little")
+    config[6] = int.from_bytes(bytes([16] * 8), "little")
+
+    @T.prim_func
+    def main(a: T.Buffer((16, 64), "uint8"), out: T.Buffer((cores, 4, 16, 16), "int32")):
+        for core in T.parallel(cores):
+            cfg = T.decl_buffer((8,), "uint64", scope="global")  # 64 bytes: on the stack
+            cfg[0] = T.uint64(config[0])
+            cfg[1] = T.uint64(config[1])
+            cfg[2] = T.uint64(config[2])
+            cfg[3] = T.uint64(config[3])
+            cfg[4] = T.uint64(config[4])
+            cfg[5] = T.uint64(config[5])
+            cfg[6] = T.uint64(config[6])
+            cfg[7] = T.uint64(config[7])
+            T.evaluate(call(lookup("llvm.x86.ldtilecfg"), T.address_of(cfg[0])))
+            for t in T.unroll(4):
+                T.evaluate(call(lookup("llvm.x86.tilezero"), T.uint8(t)))
+            for t in T.unroll(4):
+                T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(4 + t), T.address_of(a[0, 0]), T.int64(64)))
+            for _ in range(steps):
+                for t in T.unroll(4):
+                    T.evaluate(call(product, T.uint8(t), T.uint8(4 + t // 2), T.uint8(6 + t % 2)))
+            for t in T.unroll(4):
+                T.evaluate(call(lookup("llvm.x86.tilestored64"), T.uint8(t), T.address_of(out[core, t, 0, 0]),
+                                T.int64(64)))
+
+    return amx.with_permission(tvm.IRModule({"main": main}))
+
+
+def amx_peak_gops(target="cpu", dtype: str = "int8", steps: int = 1 << 14, repeat: int = 25) -> float:
+    """Best of `repeat` timings of the AMX kernel (`dtype` int8 or bf16) on all of the target's
+    cores, in GOPS (one multiply-add = 2 operations), measured in a fresh process. The
+    target's CPU must have AMX (amx.has_amx)."""
+    return in_fresh_process(_amx_peak_gops, resolve_target(target).export(), dtype, steps, repeat)
+
+
+def _amx_peak_gops(target_config: dict, dtype: str, steps: int, repeat: int) -> float:
+    settle_main_thread()
+    target = tvm.target.Target(target_config)
+    cores = target_cores(target)
+    lib = tvm.compile(amx_kernel(cores, steps, dtype), target=target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(np.zeros((16, 64), "uint8"), dev),
+            tvm.runtime.tensor(np.zeros((cores, 4, 16, 16), "int32"), dev)]
+    timer = lib.mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=20)
+    seconds = min(timer(*args).results)
+    return 2 * 16 * 16 * AMX_PRODUCTS[dtype][1] * 4 * cores * steps / seconds / 1e9

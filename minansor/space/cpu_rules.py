@@ -117,7 +117,7 @@ def _tensorizes(d: Derivation, tiling: TileForMicroKernel, packing: tuple[Step, 
     tensorized by it (tried on a copy)."""
     trial = d.sch.copy()
     try:
-        for step in (tiling, *packing, Tensorize(tiling.outer, tiling.intrin)):
+        for step in (tiling, *packing, Tensorize(tiling.outer, tiling.intrin, tiling.kernel.skip_init)):
             step.apply(trial, lambda knob, preferred: None)
     except Exception:  # TVM reports a mismatch as any of several errors: the rule then does not apply
         return False
@@ -151,6 +151,7 @@ def annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
     # The innermost loops of a block tiled for an intrinsic are the intrinsic's: nothing inlined
     # into them, no vector, and the reduction is initialized by Tensorize, which comes last.
     intrinsics = {s.outer: s.intrin for s in steps if isinstance(s, (TileForIntrinsic, TileForMicroKernel))}
+    skip_init = {s.outer: s.kernel.skip_init for s in steps if isinstance(s, TileForMicroKernel)}
     out: list[Step] = [ComputeLocation(b, inline=not set(analysis.consumers(sch, b)) & set(intrinsics))
                        for b in reversed(movable)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
@@ -159,4 +160,4 @@ def annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
         unroll = [Unroll(b, config.unroll_steps)] if b in reducing else []
         out += [*vectorize, Parallel(b, config.parallel_extent), *unroll]
     out += [DecomposeReduction(b) for b in reducing if b not in intrinsics]
-    return tuple(out) + tuple(Tensorize(b, intrin) for b, intrin in intrinsics.items())
+    return tuple(out) + tuple(Tensorize(b, intrin, skip_init.get(b)) for b, intrin in intrinsics.items())

@@ -245,7 +245,8 @@ class TileForMicroKernel:
     """`TileForIntrinsic` for an AMX micro-kernel (amx.py), whose shape its fields give: the
     innermost loops become the kernel's M x N x K nest, the reduction split in groups of 4 with
     the groups moved outside the N loop, so that the layout rewrite packs the weight in the
-    `[K/4, N, 4]` order a B tile is loaded in; everything outside is block `<block>_o`."""
+    `[K/4, N, 4]` order a B tile is loaded in; a kernel with a window takes the conv's window
+    loops inside too, around that nest. Everything outside is block `<block>_o`."""
 
     block: str
     kernel: amx.MicroKernel
@@ -262,14 +263,24 @@ class TileForMicroKernel:
         block = sch.get_sblock(self.block)
         if tile_with_tensor_intrin(sch, block, self.kernel.loops) is None:
             raise InvalidProgram(f"the loops of {self.block} do not hold the AMX micro-kernel {self.kernel}")
-        i, j, k = sch.get_loops(block)[-3:]
+        loops = sch.get_loops(block)
+        outer, (i, j, k) = loops[:-3], loops[-3:]
         k4, k1 = sch.split(k, [None, 4])
-        sch.reorder(i, k4, j, k1)
-        sch.blockize(i)
+        window = []
+        if self.kernel.has_window:  # the conv's kernel window goes inside, right around the M x N x K nest
+            kinds = analysis.loop_kinds(sch, self.block, outer)
+            window = [n for n, (loop, kind) in enumerate(zip(outer, kinds))
+                      if kind == REDUCTION and int(sch.get(loop).extent) > 1]
+            if tuple(int(sch.get(outer[n]).extent) for n in window) != self.kernel.window:
+                raise InvalidProgram(f"the reduction loops of {self.block} are not the window {self.kernel.window}")
+        rest = [loop for n, loop in enumerate(outer) if n not in window]
+        sch.reorder(*rest, *(outer[n] for n in window), i, k4, j, k1)
+        sch.blockize(outer[window[0]] if window else i)
 
     def describe(self) -> str:
-        m, n, k = self.kernel.shape
-        return (f"tile {self.block} for the AMX micro-kernel {m}x{n}x{k} ({self.kernel.mt}x{self.kernel.nt} "
+        (m, n, k), (kh, kw) = self.kernel.shape, self.kernel.window
+        window = f" over a {kh}x{kw} window" if self.kernel.has_window else ""
+        return (f"tile {self.block} for the AMX micro-kernel {m}x{n}x{k}{window} ({self.kernel.mt}x{self.kernel.nt} "
                 f"accumulator tiles; the rest of its loops: block {self.outer})")
 
 
@@ -417,26 +428,32 @@ class DecomposeReduction:
 
 
 def decompose_reduction(sch: Schedule, name: str):
-    """Move the initialization of block `name` out of its first reduction loop; returns the block."""
+    """Move the initialization of block `name` out of its first reduction loop; returns (the
+    block, its initialization block or None)."""
     block = sch.get_sblock(name)
     loops = sch.get_loops(block)
     first_reduction = next((l for l, k in zip(loops, analysis.loop_kinds(sch, name, loops)) if k == REDUCTION), None)
-    if first_reduction is not None:
-        sch.decompose_reduction(block, first_reduction)
-    return block
+    return block, (sch.decompose_reduction(block, first_reduction) if first_reduction is not None else None)
 
 
 @dataclass(frozen=True)
 class Tensorize:
     """Replace the body of the outer block of a `TileForIntrinsic` by the intrinsic. The
     intrinsic only accumulates, so the reduction's initialization first moves out of the
-    reduction loops. The last step of a program: every loop around the intrinsic is settled."""
+    reduction loops; an `init_intrin` then replaces that initialization too (an AMX kernel that
+    starts from zeroed tiles needs none). The last step of a program: every loop around the
+    intrinsic is settled."""
 
     block: str
     intrin: str
+    init_intrin: str | None = None
 
     def apply(self, sch: Schedule, decide: Decide) -> None:
-        sch.tensorize(decompose_reduction(sch, self.block), self.intrin)
+        block, init = decompose_reduction(sch, self.block)
+        sch.tensorize(block, self.intrin)
+        if self.init_intrin:
+            sch.tensorize(init, self.init_intrin)
 
     def describe(self) -> str:
-        return f"tensorize {self.block} with {self.intrin}"
+        return f"tensorize {self.block} with {self.intrin}" + (f" (its init with {self.init_intrin})"
+                                                              if self.init_intrin else "")
