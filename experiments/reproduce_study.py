@@ -234,7 +234,7 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
         print(f"{precision}: timing the untuned build")
         library = os.path.join(args.work_dir, precision, f"{args.model}-{precision}-untuned.so")
         os.makedirs(os.path.dirname(library), exist_ok=True)
-        export_library(build(optimize_for(network.mod, config))[0], library)  # compiled once, run twice
+        export_library(build(optimize_for(network.mod, config, precision=network.precision))[0], library)  # compiled once, run twice
         timing = run_library(library, inputs, max(1, args.repeats // 3), resolve_target("cpu"))
         check = check_against_reference(network, timing.outputs, inputs, config)
         yield Row(precision, "TVM untuned", 0, timing.median_s * 1e3, *measured_map(vm_forward(library), args),

@@ -130,7 +130,7 @@ def cmd_tune_model(args) -> int:
 
     if args.trials < 1:
         raise UserError("--trials must be at least 1")
-    network = load_model(args.model, args.seed)
+    network = load_model(args.model, args.seed, args.precision.replace("-", " "))
     config = _config(args)
     result = tune_network(network, config, args.work_dir, args.trials, args.seed, args.target,
                           progress=not args.no_progress, repeats=args.repeats,
@@ -256,7 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "against the source framework.", cmd_tune_model)
     p.add_argument("model", help="an .onnx file, a .pt2 file (torch.export.save) or a built-in model: "
                                  "convnet (small, minutes); yolov4-tiny, yolox-s (416x416, 20 classes, seeded random "
-                                 "weights) and their int8 quantizations yolov4-tiny-int8, yolox-s-int8")
+                                 "weights), their int8 quantizations yolov4-tiny-int8, yolox-s-int8, and in bf16 "
+                                 "yolov4-tiny-bf16, yolox-s-bf16, convnet-bf16")
+    p.add_argument("--precision", choices=["as-imported", "bf16"], default="as-imported",
+                   help="bf16: run an fp32 model's convolutions on bf16 operands with fp32 accumulation "
+                        "(weights rounded at compile time, activations where they enter a convolution; "
+                        "on the CPU's AMX tiles or AVX-512 BF16); default: as imported")
     add_run_options(p, 200, "total trials over all tasks in the work dir; re-running continues up to this count",
                     "work_dirs/tune-model", "records of all tasks", "task_scheduler=round_robin")
     p.add_argument("--repeats", type=int, default=5, help="timed end-to-end runs; the median is reported (default 5)")

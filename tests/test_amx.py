@@ -160,3 +160,27 @@ def test_every_form_of_the_micro_kernel_equals_the_untuned_conv(kernel):
         step.apply(sch, lambda knob, preferred: None)
     check = check_against_untuned(task, sch.mod, 0.0, 0.0)
     assert check.ok, check.detail
+
+
+def test_bf16_conv_sketches_take_the_bf16_micro_kernel():
+    space = SearchSpace(make_task("bconv-26x26-128-64-3x3", AMX_TARGET), CONFIG)
+    (step,) = _micro_kernels(space)
+    # bf16: 32 input channels (64 bytes) per tile row, in pairs
+    assert step.kernel == amx.MicroKernel(13, 2, 2, 32, 4, window=(3, 3), overwrite=True, dtype="bf16")
+
+
+@needs_amx
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([8, 32, 96]), st.sampled_from([16, 32, 48]), st.sampled_from([1, 3]), st.integers(4, 18),
+       st.integers(0, 2**16))
+def test_any_amx_bf16_conv_equals_the_untuned_one_up_to_the_order_of_its_sums(cin, cout, k, size, seed):
+    task = make_task(f"bconv-{size}x{size}-{cin}-{cout}-{k}x{k}")
+    space = SearchSpace(task, CONFIG)
+    assert _micro_kernels(space)
+    (applied,) = _valid(space, 1, seed)
+    # A product of two bf16 values is exact in fp32; both programs add the same products in fp32,
+    # in another order: each sum of n terms of size <= 1 may differ by n * 2^-24 per unit of its size.
+    check = check_against_untuned(task, applied.mod, 0.0, 9 * cin * 2.0**-24, seed)
+    assert check.ok, check.detail
+    asm = tvm.compile(amx.with_permission(kernel(applied.mod)), target=task.target).mod.inspect_source("asm")
+    assert "tdpbf16ps" in asm

@@ -1,7 +1,8 @@
 """A network in TVM Relax, and the graph-level pipeline that turns it into fused PrimFuncs.
 
 Weights are bound as constants, so the pipeline can fold them; with int8 the quantized convs
-become integer arithmetic (int8.py), padded to whole VNNI tiles where the target has VNNI.
+become integer arithmetic (int8.py), padded to whole VNNI tiles where the target has VNNI; an
+fp32 network asked to run in bf16 gets its convolutions on bf16 operands (bf16.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..config import SearchConfig
 from ..data_layout import DATA_LAYOUTS, convert_data_layout
 from ..tasks.targets import resolve_target
 from ..tir.vnni import LANES, REDUCTION, has_vnni
+from .bf16 import PRECISIONS, bf16_conv2d, legalize_ops
 from .int8 import integer_conv2d
 
 
@@ -41,14 +43,18 @@ class Network:
     inputs: tuple[InputSpec, ...]
     reference: Callable[[list[np.ndarray]], list[np.ndarray]]
     source: str  # "onnx" | "pytorch"
+    precision: str = "as imported"  # or "bf16": the convolutions of an fp32 network on bf16 operands (bf16.py)
 
 
 Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
 
 
 def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
-                 channel_multiples: tuple[int, int] = (1, 1)) -> Passes:
+                 channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported") -> Passes:
     """The graph-level pipeline, as (what it does, the pass), in order."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
+    bf16 = precision == "bf16"
     return [
         # First: folding constants would turn the int8 weights of a QDQ model back into float.
         ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
@@ -57,7 +63,9 @@ def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
         ("fold constants", relax.transform.FoldConstant),
         *([(f"convert the activations to {data_layout}", lambda: convert_data_layout(data_layout))]
           if DATA_LAYOUTS[data_layout] else []),
-        ("legalize operators to TIR", relax.transform.LegalizeOps),
+        *([("run the convolutions on bf16 operands", lambda: bf16_conv2d),
+           ("round the weights to bf16", relax.transform.FoldConstant)] if bf16 else []),
+        ("legalize operators to TIR", legalize_ops if bf16 else relax.transform.LegalizeOps),
         ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
         ("fold constants", relax.transform.FoldConstant),
         ("fuse operators", relax.transform.FuseOps),
@@ -81,21 +89,22 @@ PACK_CONSTANTS: Passes = [
 
 
 def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True,
-             channel_multiples: tuple[int, int] = (1, 1)) -> tvm.IRModule:
+             channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported") -> tvm.IRModule:
     """The graph-level pipeline (`graph_passes`): quantized convs made integer (their channels
     rounded up to `channel_multiples`), BN folded into conv, constants folded, activations in
     `data_layout`, operators lowered to TIR and fused into one PrimFunc per fused group; with
-    `layout_free`, constant arguments marked as such."""
-    passes = graph_passes(data_layout, layout_free, channel_multiples)
+    `layout_free`, constant arguments marked as such; in `precision` bf16, the convolutions on bf16
+    operands."""
+    passes = graph_passes(data_layout, layout_free, channel_multiples, precision)
     return tvm.transform.Sequential([make() for _, make in passes])(mod)
 
 
-def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu") -> tvm.IRModule:
+def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu", precision: str = "as imported") -> tvm.IRModule:
     """`optimize` with the data layout and layout rewrite `config` asks for, and int8 channels
     padded to whole VNNI tiles where `config` asks for it and the search will use VNNI on `target`."""
     vnni = config.vnni and config.vnni_padding and has_vnni(resolve_target(target))
     return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
-                    channel_multiples=(LANES, REDUCTION) if vnni else (1, 1))
+                    channel_multiples=(LANES, REDUCTION) if vnni else (1, 1), precision=precision)
 
 
 def main_bindings(mod: tvm.IRModule):

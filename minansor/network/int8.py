@@ -104,7 +104,8 @@ def integer_conv2d(channel_multiples: tuple[int, int] = (1, 1)) -> tvm.transform
 QUANTIZED_ATOL = 0.02  # relative to each output's magnitude, as in verify.compare_outputs
 
 
-def _calls(mod: tvm.IRModule, op_name: str) -> list[relax.Call]:
+def relax_calls(mod: tvm.IRModule, op_name: str) -> list[relax.Call]:
+    """Every call of the operator `op_name` in the Relax functions of `mod`."""
     found = []
 
     def visit(expr: relax.Expr) -> None:
@@ -119,11 +120,11 @@ def _calls(mod: tvm.IRModule, op_name: str) -> list[relax.Call]:
 
 def is_quantized(mod: tvm.IRModule) -> bool:
     """Whether a Relax function of `mod` quantizes anything (a QDQ model)."""
-    return bool(_calls(mod, "relax.quantize"))
+    return bool(relax_calls(mod, "relax.quantize"))
 
 
 def count_integer_conv2d(mod: tvm.IRModule) -> tuple[int, int]:
     """(integer, float) conv2d calls in the Relax functions of `mod`, before legalization."""
-    convs = _calls(mod, "relax.nn.conv2d")
+    convs = relax_calls(mod, "relax.nn.conv2d")
     integer = sum(conv.ty.dtype == "int32" for conv in convs)
     return integer, len(convs) - integer

@@ -9,6 +9,7 @@ Weights are bound into the Relax module as constants, so graph optimization can 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.metadata
 import os
 import warnings
@@ -17,6 +18,7 @@ from typing import Callable
 import numpy as np
 from ..errors import UserError
 from .graph import InputSpec, Network
+from .int8 import is_quantized
 
 
 @contextlib.contextmanager
@@ -163,9 +165,21 @@ def builtin_models() -> dict[str, Callable[[int], Network]]:
     return {"convnet": convnet, **{name: (lambda seed, e=entry: e.load()(seed)) for name, entry in found.items()}}
 
 
-def load_model(spec: str, seed: int = 0) -> Network:
-    """A built-in name, an .onnx file or a .pt2 file."""
+def load_model(spec: str, seed: int = 0, precision: str = "as imported") -> Network:
+    """A built-in name, an .onnx file or a .pt2 file, to be run in `precision` ("as imported",
+    or "bf16": its fp32 convolutions on bf16 operands). A built-in fp32 model's name with
+    `-bf16` appended is that model in bf16."""
     builtins = builtin_models()
+    base = spec.removesuffix("-bf16")
+    if spec not in builtins and base != spec and base in builtins:
+        spec, precision = base, "bf16"
+    network = _load(spec, seed, builtins)
+    if precision == "bf16" and (network.source == "onnx" and is_quantized(network.mod)):
+        raise UserError(f"model {spec!r} is quantized (int8): --precision bf16 applies to fp32 models")
+    return dataclasses.replace(network, name=f"{network.name}-bf16", precision="bf16") if precision == "bf16" else network
+
+
+def _load(spec: str, seed: int, builtins: dict[str, Callable[[int], Network]]) -> Network:
     if spec in builtins:
         return builtins[spec](seed)
     if not os.path.isfile(spec):

@@ -20,6 +20,7 @@ from ..measure.verify import CheckResult, compare_outputs
 from ..tasks.targets import cross_compiler, resolve_target
 from ..tir import amx
 from .graph import PACK_CONSTANTS, Network
+from .bf16 import BF16_ATOL
 from .int8 import QUANTIZED_ATOL, is_quantized
 
 
@@ -84,5 +85,6 @@ def check_against_reference(network: Network, outputs: list[np.ndarray], inputs:
                             config: SearchConfig) -> CheckResult:
     want = network.reference(inputs)
     names = [f"output {i}" for i in range(len(want))]
-    atol = max(config.check_atol, QUANTIZED_ATOL) if is_quantized(network.mod) else config.check_atol
+    atol = (max(config.check_atol, QUANTIZED_ATOL) if is_quantized(network.mod)
+            else max(config.check_atol, BF16_ATOL) if network.precision == "bf16" else config.check_atol)
     return compare_outputs(names, want, outputs, config.check_rtol, atol, network.source)

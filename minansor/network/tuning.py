@@ -116,7 +116,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     untuned and tuned, and check the outputs against the source framework. A `measurer` with
     devices behind an RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
     target = resolve_target(target)
-    fused = optimize_for(network.mod, config, target)
+    fused = optimize_for(network.mod, config, target, network.precision)
     before, after = graph_summary(network.mod), graph_summary(fused)
     log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
         f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")

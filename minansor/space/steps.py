@@ -243,9 +243,9 @@ class TileForIntrinsic:
 @dataclass(frozen=True)
 class TileForMicroKernel:
     """`TileForIntrinsic` for an AMX micro-kernel (amx.py), whose shape its fields give: the
-    innermost loops become the kernel's M x N x K nest, the reduction split in groups of 4 with
-    the groups moved outside the N loop, so that the layout rewrite packs the weight in the
-    `[K/4, N, 4]` order a B tile is loaded in; a kernel with a window takes the conv's window
+    innermost loops become the kernel's M x N x K nest, the reduction split in groups (4 int8, 2
+    bf16) with the groups moved outside the N loop, so that the layout rewrite packs the weight
+    in the `[K/4, N, 4]` (`[K/2, N, 2]`) order a B tile is loaded in; a kernel with a window takes the conv's window
     loops inside too, around that nest. Everything outside is block `<block>_o`."""
 
     block: str
@@ -265,7 +265,7 @@ class TileForMicroKernel:
             raise InvalidProgram(f"the loops of {self.block} do not hold the AMX micro-kernel {self.kernel}")
         loops = sch.get_loops(block)
         outer, (i, j, k) = loops[:-3], loops[-3:]
-        k4, k1 = sch.split(k, [None, 4])
+        k4, k1 = sch.split(k, [None, self.kernel.product.group])
         window = []
         if self.kernel.has_window:  # the conv's kernel window goes inside, right around the M x N x K nest
             kinds = analysis.loop_kinds(sch, self.block, outer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ml_dtypes
 import numpy as np
 import tvm
 from tvm import te, tirx
@@ -25,6 +26,8 @@ class ArgSpec:
     def random(self, rng: np.random.Generator) -> np.ndarray:
         if self.dtype.startswith("float"):
             return rng.uniform(-1.0, 1.0, self.shape).astype(self.dtype)
+        if self.dtype == "bfloat16":
+            return rng.uniform(-1.0, 1.0, self.shape).astype(ml_dtypes.bfloat16)
         info = np.iinfo(self.dtype)
         if info.bits == 8:  # quantized data: the full range, where a saturating int8 kernel goes wrong
             return rng.integers(info.min, info.max, self.shape, dtype=self.dtype, endpoint=True)

@@ -53,6 +53,31 @@ def quantized_conv2d(h: int, w: int, cin: int, cout: int, k: int, stride: int = 
     return [data, weight, scale, bias, topi.nn.leaky_relu(out, 0.1)]
 
 
+def conv2d_nhwc_prepadded(data: te.Tensor, weight: te.Tensor, stride: int, out_dtype: str) -> te.Tensor:
+    """An NHWC conv (HWIO weight) of data already padded: no padding stage inside. A bf16 input
+    must be so: TVM's bf16 legalization turns every bf16 buffer a kernel allocates (TOPI's
+    padding stage, even an identity one) into fp32, under a tile load that reads bf16 pairs."""
+    _, h, w, _ = (int(d) for d in data.shape)
+    kh, kw, cin, cout = (int(d) for d in weight.shape)
+    ry, rx, rc = te.reduce_axis((0, kh), "ry"), te.reduce_axis((0, kw), "rx"), te.reduce_axis((0, cin), "rc")
+    return te.compute((int(data.shape[0]), (h - kh) // stride + 1, (w - kw) // stride + 1, cout),
+                      lambda n, y, x, f: te.sum(data[n, y * stride + ry, x * stride + rx, rc].astype(out_dtype)
+                                                * weight[ry, rx, rc, f].astype(out_dtype), axis=[ry, rx, rc]),
+                      name="conv2d_nhwc")
+
+
+def bf16_conv2d(h: int, w: int, cin: int, cout: int, k: int, stride: int = 1) -> list[te.Tensor]:
+    """A conv layer as the bf16 network runs it (network/bf16.py): bf16 activations, padded by
+    the layer before, times a bf16 HWIO weight, accumulated in fp32, + bias + leaky ReLU."""
+    pad = k // 2
+    data = te.placeholder((1, h + 2 * pad, w + 2 * pad, cin), "bfloat16", name="data")
+    weight = te.placeholder((k, k, cin, cout), "bfloat16", name="weight")
+    bias = te.placeholder((cout,), name="bias")
+    acc = conv2d_nhwc_prepadded(data, weight, stride, "float32")
+    out = te.compute(acc.shape, lambda n, y, x, c: acc[n, y, x, c] + bias[c], name="add_bias")
+    return [data, weight, bias, topi.nn.leaky_relu(out, 0.1)]
+
+
 def gemm(m: int, n: int, k: int) -> list[te.Tensor]:
     a = te.placeholder((m, k), name="A")
     b = te.placeholder((k, n), name="B")
@@ -100,6 +125,9 @@ FAMILIES = {
     "qconv": Family(rf"(?:yolo-)?qconv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
                     lambda h, w, ci, co, k, s: quantized_conv2d(h, w, ci, co, k, s or 1),
                     "int8 conv2d NHWC (uint8 x int8 -> int32) + requantize to float + leaky ReLU", constants=(1, 2, 3)),
+    "bconv": Family(rf"(?:yolo-)?bconv-{_D}x{_D}-{_D}-{_D}-{_D}x\5(?:s{_D})?",
+                    lambda h, w, ci, co, k, s: bf16_conv2d(h, w, ci, co, k, s or 1),
+                    "bf16 conv2d NHWC, input padded before (bf16 x bf16 -> fp32) + bias + leaky ReLU", constants=(1, 2)),
     "gemm": Family(rf"gemm-{_D}x{_D}x{_D}", lambda m, n, k: gemm(m, n, k), "C[M,N] = A[M,K] B[K,N]"),
     "maxpool": Family(rf"(?:yolo-)?maxpool-{_D}x{_D}-{_D}", lambda h, w, c: maxpool2x2(h, w, c),
                       "max pool 2x2, stride 2, NCHW"),

@@ -49,16 +49,38 @@ TILE_ROWS, TILE_BYTES, TILE_REGISTERS = 16, 64, 8
 ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18  # x86-64 Linux
 
 
-def has_amx(target: tvm.target.Target) -> bool:
-    """Whether the target's CPU has AMX int8 tiles (its `mattr` or `mcpu` must say so)."""
-    return target.kind.name == "llvm" and bool(codegen.target_has_features("amx-int8", target))
+@dataclass(frozen=True)
+class Product:
+    """One tile product instruction: its operand types, and how many consecutive reduction
+    elements (`group`) a B tile row holds per output column."""
+
+    a: str
+    b: str
+    c: str
+    group: int
+    instruction: str
+    feature: str  # LLVM's name for the CPU feature
+
+    @property
+    def element_bytes(self) -> int:
+        return 4 // self.group  # a group fills the 4 bytes of one int32 / fp32 column
+
+
+PRODUCTS = {"int8": Product("uint8", "int8", "int32", 4, "llvm.x86.tdpbusd", "amx-int8"),
+            "bf16": Product("bfloat16", "bfloat16", "float32", 2, "llvm.x86.tdpbf16ps", "amx-bf16")}
+
+
+def has_amx(target: tvm.target.Target, dtype: str = "int8") -> bool:
+    """Whether the target's CPU has AMX tiles for `dtype` (its `mattr` or `mcpu` must say so)."""
+    return target.kind.name == "llvm" and bool(codegen.target_has_features(PRODUCTS[dtype].feature, target))
 
 
 @dataclass(frozen=True)
 class MicroKernel:
     """C[M, N] += A[M, K] . W[K, N] on mt x nt accumulator tiles of `rows` rows (M = rows x mt,
-    N = 16 x nt), over kb steps of `k_tile` uint8 each (a multiple of 4, at most 64: K = k_tile
-    x kb), and over a conv's kernel window where it has one.
+    N = 16 x nt), over kb steps of `k_tile` reduction elements each (a multiple of the product's
+    group, at most 64 bytes: K = k_tile x kb), and over a conv's kernel window where it has one.
+    `dtype`: int8 (uint8 x int8 -> int32, `tdpbusd`) or bf16 (bf16 x bf16 -> fp32, `tdpbf16ps`).
 
     `overwrite`: the kernel covers the block's whole reduction, so its accumulators start from
     zero (`tilezero`) instead of loading C, and the reduction's initialization is skipped
@@ -72,9 +94,12 @@ class MicroKernel:
     kb: int
     window: tuple[int, int] = (1, 1)  # a conv's kernel window, KH x KW, walked inside the kernel
     overwrite: bool = False
+    dtype: str = "int8"
 
     def __post_init__(self):
-        if not (1 <= self.rows <= TILE_ROWS and self.k_tile % 4 == 0 and 4 <= self.k_tile <= TILE_BYTES
+        group = PRODUCTS[self.dtype].group
+        if not (1 <= self.rows <= TILE_ROWS and self.k_tile % group == 0
+                and group <= self.k_tile <= TILE_BYTES // PRODUCTS[self.dtype].element_bytes
                 and self.kb >= 1 and self.mt >= 1 and self.nt >= 1):
             raise ValueError(f"no AMX tiles for {self}")
         if self.mt * self.nt + self.mt + min(self.nt, 2) > TILE_REGISTERS:
@@ -83,6 +108,10 @@ class MicroKernel:
     @property
     def shape(self) -> tuple[int, int, int]:
         return self.rows * self.mt, 16 * self.nt, self.k_tile * self.kb
+
+    @property
+    def product(self) -> Product:
+        return PRODUCTS[self.dtype]
 
     @property
     def has_window(self) -> bool:
@@ -102,39 +131,41 @@ class MicroKernel:
     @property
     def loops(self) -> str:
         """The name of its plain loop nest (C[i, j] += A[i, k] W[k, j], the reduction not yet
-        split in groups of 4), in which TVM's loop mapping finds it in a block."""
+        split in groups), in which TVM's loop mapping finds it in a block."""
         return f"{_register(self)}_loops"
 
 
 @functools.cache
 def _register(kernel: MicroKernel) -> str:
-    name = f"minansor_amx_u8i8i32_{kernel.rows}x{kernel.mt}_16x{kernel.nt}_{kernel.k_tile}x{kernel.kb}"
+    product = kernel.product
+    name = (f"minansor_amx_{product.a}_{product.b}_{product.c}_{kernel.rows}x{kernel.mt}_16x{kernel.nt}"
+            f"_{kernel.k_tile}x{kernel.kb}")
     if kernel.has_window:
         name += f"_window{kernel.window[0]}x{kernel.window[1]}"
     name += "_overwrite" if kernel.overwrite else ""
     TensorIntrin.register(name, *_functions(kernel), override=True)
-    loops = _loops(*kernel.shape)
+    loops = _loops(*kernel.shape, product)
     TensorIntrin.register(f"{name}_loops", loops, loops, override=True)
     if kernel.overwrite:
-        TensorIntrin.register(f"{name}_skip_init", *_skip_init(*kernel.shape[:2]), override=True)
+        TensorIntrin.register(f"{name}_skip_init", *_skip_init(*kernel.shape[:2], product.c), override=True)
     return name
 
 
-def _skip_init(M: int, N: int):
+def _skip_init(M: int, N: int, dtype: str):
     @T.prim_func(s_tir=True)
     def zero(c: T.handle) -> None:
-        C = T.match_buffer(c, (M, N), "int32", strides=[T.int32(), 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), dtype, strides=[T.int32(), 1], offset_factor=1)
         with T.sblock("root"):
             T.reads()
             T.writes(C[0:M, 0:N])
             for i, j in T.grid(M, N):
                 with T.sblock("init"):
                     vi, vj = T.axis.remap("SS", [i, j])
-                    C[vi, vj] = 0
+                    C[vi, vj] = T.cast(0, dtype)
 
     @T.prim_func(s_tir=True)
     def nothing(c: T.handle) -> None:
-        C = T.match_buffer(c, (M, N), "int32", strides=[T.int32(), 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), dtype, strides=[T.int32(), 1], offset_factor=1)
         with T.sblock("root"):
             T.reads()
             T.writes(C[0:M, 0:N])
@@ -143,41 +174,50 @@ def _skip_init(M: int, N: int):
     return zero, nothing
 
 
-def fit(sch: Schedule, block: str) -> MicroKernel | None:
-    """The micro-kernel for a uint8 x int8 -> int32 multiply-accumulate `block`, or None where
-    none fits: the largest that divides the block's loops. Rows: the largest divisor of the
-    output rows' loop up to 16 (at least 4, or the engine idles); two row tiles and two column
-    tiles where the loops hold them; the whole reduction loop as one K block, of at least 8
-    (a reduction of 4, e.g. an image's 3 channels padded, leaves 15/16 of a tile idle: VNNI's);
-    a 2-D window inside."""
+def product_of(sch: Schedule, block: str) -> str | None:
+    """"int8" for a uint8 x int8 -> int32 multiply-accumulate block, "bf16" for bf16 x bf16 ->
+    fp32, else None."""
     if not analysis.block_info(sch, block).has_reduction:
         return None
     body = analysis.realize(sch, block).block
-    written = {region.source.name: region.source.dtype for region in body.writes}
-    read = sorted(str(region.source.dtype) for region in body.reads if region.source.name not in written)
-    if [str(d) for d in written.values()] != ["int32"] or read != ["int8", "uint8"]:
+    written = [str(region.source.dtype) for region in body.writes]
+    read = sorted(str(region.source.dtype) for region in body.reads
+                  if region.source.name not in {w.source.name for w in body.writes})
+    return next((name for name, p in PRODUCTS.items() if written == [p.c] and read == sorted([p.a, p.b])), None)
+
+
+def fit(sch: Schedule, block: str, dtypes: tuple[str, ...] = tuple(PRODUCTS)) -> MicroKernel | None:
+    """The micro-kernel for a multiply-accumulate `block` of one of `dtypes`, or None where none
+    fits: the largest that divides the block's loops. Rows: the largest divisor of the output
+    rows' loop up to 16 (at least 4, or the engine idles); two row tiles and two column tiles
+    where the loops hold them; the whole reduction loop as one K block of at least two groups
+    (a reduction of one group, e.g. an image's 3 channels padded to 4, leaves most of a tile
+    idle: VNNI's); a 2-D window inside."""
+    dtype = product_of(sch, block)
+    if dtype not in dtypes:
         return None
-    mapped = _mapped_loops(sch, block)
+    group, largest = PRODUCTS[dtype].group, TILE_BYTES // PRODUCTS[dtype].element_bytes
+    mapped = _mapped_loops(sch, block, dtype)
     if mapped is None:
         return None
     (m, n, k), k_var = [extent for extent, _ in mapped], mapped[2][1]
     rows = max(d for d in range(1, TILE_ROWS + 1) if m % d == 0)
-    if rows < 4 or n % 16 or k % 4 or k < 8:
+    if rows < 4 or n % 16 or k % group or k < 2 * group:
         return None
-    k_tile = max(d for d in range(4, TILE_BYTES + 1, 4) if k % d == 0)
+    k_tile = max(d for d in range(group, largest + 1, group) if k % d == 0)
     loops = sch.get_loops(sch.get_sblock(block))
     window = tuple(int(sch.get(loop).extent) for loop, kind in zip(loops, analysis.loop_kinds(sch, block, loops))
                    if kind == analysis.REDUCTION and sch.get(loop).loop_var.name != k_var)
     inside = len(window) == 2 and min(window) > 1
     return MicroKernel(rows, 2 if (m // rows) % 2 == 0 else 1, 2 if n % 32 == 0 else 1, k_tile, k // k_tile,
-                       window if inside else (1, 1), overwrite=inside or all(w == 1 for w in window))
+                       window if inside else (1, 1), overwrite=inside or all(w == 1 for w in window), dtype=dtype)
 
 
-def _mapped_loops(sch: Schedule, block: str) -> list[tuple[int, str]] | None:
+def _mapped_loops(sch: Schedule, block: str, dtype: str) -> list[tuple[int, str]] | None:
     """(extent, loop variable) of the block's loops that map onto the micro-kernel's M, N and K,
-    found with the smallest micro-kernel (1 row, 16 columns, 4 products)."""
-    mapping = get_tensorize_loop_mapping(sch, sch.get_sblock(block), tvm.s_tir.TensorIntrin.get(
-        MicroKernel(1, 1, 1, 4, 1).loops).desc)
+    found with the smallest micro-kernel (1 row, 16 columns, one group)."""
+    smallest = MicroKernel(1, 1, 1, PRODUCTS[dtype].group, 1, dtype=dtype)
+    mapping = get_tensorize_loop_mapping(sch, sch.get_sblock(block), tvm.s_tir.TensorIntrin.get(smallest.loops).desc)
     if mapping is None:
         return None
     found = {int(mapping.desc_loop_indexer[desc_loop]): (int(loop.stmt.extent), loop.stmt.loop_var.name)
@@ -185,29 +225,33 @@ def _mapped_loops(sch: Schedule, block: str) -> list[tuple[int, str]] | None:
     return [found[0], found[1], found[2]] if len(found) == 3 else None
 
 
-def _loops(M: int, N: int, K: int):
+def _loops(M: int, N: int, K: int, product: Product):
+    a_dtype, b_dtype, c_dtype = product.a, product.b, product.c
+
     @T.prim_func(s_tir=True)
     def loops(a: T.handle, b: T.handle, c: T.handle) -> None:
-        A = T.match_buffer(a, (M, K), "uint8", offset_factor=1)
-        B = T.match_buffer(b, (K, N), "int8", offset_factor=1)
-        C = T.match_buffer(c, (M, N), "int32", offset_factor=1)
+        A = T.match_buffer(a, (M, K), a_dtype, offset_factor=1)
+        B = T.match_buffer(b, (K, N), b_dtype, offset_factor=1)
+        C = T.match_buffer(c, (M, N), c_dtype, offset_factor=1)
         with T.sblock("root"):
             T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K, 0:N])
             T.writes(C[0:M, 0:N])
             for i, j, k in T.grid(M, N, K):
                 with T.sblock("update"):
                     vi, vj, vk = T.axis.remap("SSR", [i, j, k])
-                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(B[vk, vj], "int32")
+                    C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], c_dtype) * T.cast(B[vk, vj], c_dtype)
 
     return loops
 
 
-def _tile_config(rows: int, mt: int, nt: int, k_tile: int) -> list[int]:
+def _tile_config(kernel: MicroKernel) -> list[int]:
     """The 64-byte tile configuration as 8 little-endian uint64: palette 1, then per tile its
     bytes per row (uint16 at 16 + 2t) and rows (byte 48 + t). Tiles: C, then A, then B."""
+    rows, mt, nt, product = kernel.rows, kernel.mt, kernel.nt, kernel.product
     config = bytearray(64)
     config[0] = 1
-    shapes = ([(rows, TILE_BYTES)] * (mt * nt) + [(rows, k_tile)] * mt + [(k_tile // 4, TILE_BYTES)] * min(nt, 2))
+    shapes = ([(rows, TILE_BYTES)] * (mt * nt) + [(rows, kernel.k_tile * product.element_bytes)] * mt
+              + [(kernel.k_tile // product.group, TILE_BYTES)] * min(nt, 2))
     for t, (tile_rows, row_bytes) in enumerate(shapes):
         config[16 + 2 * t:18 + 2 * t] = row_bytes.to_bytes(2, "little")
         config[48 + t] = tile_rows
@@ -221,39 +265,41 @@ def _functions(kernel: MicroKernel):
     are decided when the functions are parsed.)"""
     rows, mt, nt, k_tile, kb = kernel.rows, kernel.mt, kernel.nt, kernel.k_tile, kernel.kb
     (M, N, K), (KH, KW), window = kernel.shape, kernel.window, kernel.has_window
-    overwrite = kernel.overwrite
+    overwrite, product = kernel.overwrite, kernel.product
+    a_dtype, b_dtype, c_dtype, g = product.a, product.b, product.c, product.group
+    a_bytes = product.element_bytes
     call = functools.partial(T.call_llvm_intrin, "void")
     lookup = T.llvm_lookup_intrinsic_id
 
     @T.prim_func(s_tir=True)
     def description(a: T.handle, b: T.handle, c: T.handle) -> None:
         sa0, sa1, sb0, sb1, sb2, sb3, sc = T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32()
-        C = T.match_buffer(c, (M, N), "int32", strides=[sc, 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), c_dtype, strides=[sc, 1], offset_factor=1)
         if window:
-            A = T.match_buffer(a, (KH, M + KW - 1, K), "uint8", strides=[sa0, sa1, 1], offset_factor=1)
-            B = T.match_buffer(b, (KH, KW, K // 4, N, 4), "int8", strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
+            A = T.match_buffer(a, (KH, M + KW - 1, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
+            B = T.match_buffer(b, (KH, KW, K // g, N, g), b_dtype, strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
             with T.sblock("root"):
-                T.reads(C[0:M, 0:N], A[0:KH, 0:M + KW - 1, 0:K], B[0:KH, 0:KW, 0:K // 4, 0:N, 0:4])
+                T.reads(C[0:M, 0:N], A[0:KH, 0:M + KW - 1, 0:K], B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
                 T.writes(C[0:M, 0:N])
-                for r, s, i, k4, j, k1 in T.grid(KH, KW, M, K // 4, N, 4):
+                for r, s, i, k4, j, k1 in T.grid(KH, KW, M, K // g, N, g):
                     with T.sblock("update"):
                         vi, vj, vr, vs = T.axis.remap("SSRR", [i, j, r, s])
-                        vk = T.axis.reduce(K, k4 * 4 + k1)
-                        C[vi, vj] = C[vi, vj] + T.cast(A[vr, vi + vs, vk], "int32") * T.cast(
-                            B[vr, vs, vk // 4, vj, vk % 4], "int32")
+                        vk = T.axis.reduce(K, k4 * g + k1)
+                        C[vi, vj] = C[vi, vj] + T.cast(A[vr, vi + vs, vk], c_dtype) * T.cast(
+                            B[vr, vs, vk // g, vj, vk % g], c_dtype)
         else:
-            A = T.match_buffer(a, (M, K), "uint8", strides=[sa1, 1], offset_factor=1)
-            B = T.match_buffer(b, (K // 4, N, 4), "int8", strides=[sb2, sb3, 1], offset_factor=1)
+            A = T.match_buffer(a, (M, K), a_dtype, strides=[sa1, 1], offset_factor=1)
+            B = T.match_buffer(b, (K // g, N, g), b_dtype, strides=[sb2, sb3, 1], offset_factor=1)
             with T.sblock("root"):
-                T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K // 4, 0:N, 0:4])
+                T.reads(C[0:M, 0:N], A[0:M, 0:K], B[0:K // g, 0:N, 0:g])
                 T.writes(C[0:M, 0:N])
-                for i, k4, j, k1 in T.grid(M, K // 4, N, 4):
+                for i, k4, j, k1 in T.grid(M, K // g, N, g):
                     with T.sblock("update"):
                         vi, vj = T.axis.remap("SS", [i, j])
-                        vk = T.axis.reduce(K, k4 * 4 + k1)
-                        C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], "int32") * T.cast(B[vk // 4, vj, vk % 4], "int32")
+                        vk = T.axis.reduce(K, k4 * g + k1)
+                        C[vi, vj] = C[vi, vj] + T.cast(A[vi, vk], c_dtype) * T.cast(B[vk // g, vj, vk % g], c_dtype)
 
-    config = _tile_config(rows, mt, nt, k_tile)
+    config = _tile_config(kernel)
     c_tile = lambda x, y: x * nt + y  # noqa: E731
     a_tile = lambda x: mt * nt + x  # noqa: E731
     b_tile = lambda y: mt * nt + mt + (y % 2)  # noqa: E731  two B registers, reused beyond nt = 2
@@ -261,15 +307,15 @@ def _functions(kernel: MicroKernel):
     @T.prim_func(s_tir=True)
     def implementation(a: T.handle, b: T.handle, c: T.handle) -> None:
         sa0, sa1, sb0, sb1, sb2, sb3, sc = T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32()
-        C = T.match_buffer(c, (M, N), "int32", strides=[sc, 1], offset_factor=1)
+        C = T.match_buffer(c, (M, N), c_dtype, strides=[sc, 1], offset_factor=1)
         if window:
-            A = T.match_buffer(a, (KH, M + KW - 1, K), "uint8", strides=[sa0, sa1, 1], offset_factor=1)
-            B = T.match_buffer(b, (KH, KW, K // 4, N, 4), "int8", strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
+            A = T.match_buffer(a, (KH, M + KW - 1, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
+            B = T.match_buffer(b, (KH, KW, K // g, N, g), b_dtype, strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
         else:
-            A = T.match_buffer(a, (M, K), "uint8", strides=[sa1, 1], offset_factor=1)
-            B = T.match_buffer(b, (K // 4, N, 4), "int8", strides=[sb2, sb3, 1], offset_factor=1)
+            A = T.match_buffer(a, (M, K), a_dtype, strides=[sa1, 1], offset_factor=1)
+            B = T.match_buffer(b, (K // g, N, g), b_dtype, strides=[sb2, sb3, 1], offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:M, 0:N], A[0:M, 0:K] if not window else A[0:KH, 0:M + KW - 1, 0:K], B[0:K // 4, 0:N, 0:4] if not window else B[0:KH, 0:KW, 0:K // 4, 0:N, 0:4])
+            T.reads(C[0:M, 0:N], A[0:M, 0:K] if not window else A[0:KH, 0:M + KW - 1, 0:K], B[0:K // g, 0:N, 0:g] if not window else B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
             T.writes(C[0:M, 0:N])
             # The tile configuration is per-thread state: load ours unless the thread has it
             # already (storing and comparing it costs nothing measurable; loading it at every
@@ -301,19 +347,19 @@ def _functions(kernel: MicroKernel):
                 for x in T.unroll(mt):
                     if window:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(a_tile(x)),
-                                        T.address_of(A[r, x * rows + s, kk * k_tile]), T.int64(sa1)))
+                                        T.address_of(A[r, x * rows + s, kk * k_tile]), T.int64(sa1 * a_bytes)))
                     else:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(a_tile(x)),
-                                        T.address_of(A[x * rows, kk * k_tile]), T.int64(sa1)))
+                                        T.address_of(A[x * rows, kk * k_tile]), T.int64(sa1 * a_bytes)))
                 for y in T.unroll(nt):
                     if window:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(b_tile(y)),
-                                        T.address_of(B[r, s, kk * (k_tile // 4), y * 16, 0]), T.int64(sb2)))
+                                        T.address_of(B[r, s, kk * (k_tile // g), y * 16, 0]), T.int64(sb2 * (4 // g))))
                     else:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(b_tile(y)),
-                                        T.address_of(B[kk * (k_tile // 4), y * 16, 0]), T.int64(sb2)))
+                                        T.address_of(B[kk * (k_tile // g), y * 16, 0]), T.int64(sb2 * (4 // g))))
                     for x in T.unroll(mt):
-                        T.evaluate(call(lookup("llvm.x86.tdpbusd"), T.uint8(c_tile(x, y)), T.uint8(a_tile(x)),
+                        T.evaluate(call(lookup(product.instruction), T.uint8(c_tile(x, y)), T.uint8(a_tile(x)),
                                         T.uint8(b_tile(y))))
             for x in T.unroll(mt):
                 for y in T.unroll(nt):
