@@ -69,6 +69,7 @@ STUDY_SUMMARY = {"yolov4-tiny": "The study: 13.5 FPS untuned; 74.9 / 134.5 / 175
                                 "trials; mAP 83.8 / 83.6 / 83.5 / 83.3 %."}
 #: The model whose work dir and report keep the names they had before YOLOX-s joined.
 FIRST_MODEL = "yolov4-tiny"
+PRECISIONS = ("fp32", "int8", "bf16")  # bf16: the fp32 network's convolutions on bf16 operands (network/bf16.py)
 
 
 @dataclass
@@ -194,9 +195,9 @@ def baseline_runtimes(model, paths: dict[str, str]) -> list[tuple[str, str, Call
     from yolo.evaluate import torch_forward
 
     runtimes = [("fp32", "PyTorch eager", torch_forward(model))]
-    for precision in ("fp32", "int8"):
-        runtimes += [(precision, engine.name, lambda batch, forward=engine.forward: forward([batch]))
-                     for engine in onnx_engines(paths[precision], quantized=precision == "int8")]
+    for model_precision in ("fp32", "int8"):
+        runtimes += [(engine.precision, engine.name, lambda batch, forward=engine.forward: forward([batch]))
+                     for engine in onnx_engines(paths[model_precision], quantized=model_precision == "int8")]
     return runtimes
 
 
@@ -296,9 +297,10 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
     study's, for the model it measured) and their latency ratio to PyTorch eager and onnxruntime
     of the same precision (above 1: faster); int8 rows also against onnxruntime fp32 and against
     our fp32 build at the same budget; every TVM row against OpenVINO of its precision (fp32
-    forced, int8) and against OpenVINO's default (bf16 where the CPU has it)."""
+    forced, int8, or its default where that is the row's precision: bf16) and against OpenVINO's
+    default (bf16 where the CPU has it)."""
     baselines = {(r.precision, r.runtime, r.trials): r for r in rows}
-    openvino_default = next((r.runtime for r in rows if r.runtime.startswith("OpenVINO default")), "")
+    openvino_default = next((r.precision for r in rows if r.runtime == "OpenVINO default"), "fp32")
     study_fps = STUDY_FPS.get(model)
     headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
                "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "x OpenVINO", "x OpenVINO default", "timed",
@@ -320,23 +322,28 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
                      f"{speedup}x" if speedup else "-", *study, over("PyTorch eager"), over("onnxruntime"),
                      over("onnxruntime", "fp32") if int8 else "",
                      over("TVM + minansor" if r.trials else "TVM untuned", "fp32", r.trials) if int8 else "",
-                     over(f"OpenVINO {r.precision}"), over(openvino_default, "fp32"),
+                     over("OpenVINO" if (r.precision, "OpenVINO", 0) in baselines else "OpenVINO default"),
+                     over("OpenVINO default", openvino_default),
                      f"best of {len(r.rounds_ms)}" if r.rounds_ms else "once",
                      f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
                      f"{r.tuning_s:.0f}" if r.tuning_s else ""])
     return headers, body
 
 
-def measure_peaks() -> dict[str, float]:
+def measure_peaks() -> dict:
     """This machine's peak per precision, of the instruction the CPU really has: fp32 FMAs; int8
     AMX tiles (tdpbusd) where the CPU has AMX, else VNNI dot products (vpdpbusd), else the fp32
-    peak. `int8_instruction` names which."""
+    peak; bf16 AMX tiles (tdpbf16ps), else the fp32 peak. `instructions` names which."""
     fp32, cpu = fp32_peak_gflops(), resolve_target("cpu")
+    peaks, instructions = {"fp32": fp32}, {"fp32": "fp32 FMA"}
     if has_amx(cpu):
-        return {"fp32": fp32, "int8": amx_peak_gops(cpu, "int8"), "int8_instruction": "AMX tdpbusd"}
-    if has_vnni(cpu):
-        return {"fp32": fp32, "int8": int8_peak_gops(), "int8_instruction": "VNNI vpdpbusd"}
-    return {"fp32": fp32, "int8": fp32, "int8_instruction": "fp32 FMA (no VNNI)"}
+        peaks["int8"], instructions["int8"] = amx_peak_gops(cpu, "int8"), "AMX tdpbusd"
+        peaks["bf16"], instructions["bf16"] = amx_peak_gops(cpu, "bf16"), "AMX tdpbf16ps"
+    else:
+        peaks["int8"], instructions["int8"] = ((int8_peak_gops(), "VNNI vpdpbusd") if has_vnni(cpu)
+                                               else (fp32, "fp32 FMA (no VNNI)"))
+        peaks["bf16"], instructions["bf16"] = fp32, "fp32 FMA (no AMX)"
+    return {**peaks, "instructions": instructions}
 
 
 def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
@@ -354,7 +361,7 @@ def plot(rows: list[Row], path: str, name: str) -> None:
     plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange")):
+    for precision, color in (("fp32", "tab:blue"), ("int8", "tab:orange"), ("bf16", "tab:green")):
         tvm = sorted((r for r in rows if r.precision == precision and r.runtime.startswith("TVM")),
                      key=lambda r: r.trials)
         if tvm:
@@ -395,7 +402,8 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
     if tuned:
         lines += ["## Tasks of the tuned network, against this machine's peak", "",
                   f"Peaks measured in this run on every core (`minansor/measure/peak.py`): fp32 {peaks['fp32']:.0f} GFLOPS by an "
-                  f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of {peaks['int8_instruction']} "
+                  f"FMA-bound kernel, int8 {peaks['int8']:.0f} GOPS by a kernel of {peaks['instructions']['int8']}, "
+                  f"bf16 {peaks['bf16']:.0f} GFLOPS by {peaks['instructions']['bf16']} "
                   "(AMX tiles where the CPU has them, else VNNI dot products, else the fp32 peak): no program does more "
                   "multiply-adds per second. "
                   "Best program of each task, as the tuner measured it; int8 rows in GOPS, against the int8 peak.", ""]
@@ -406,7 +414,7 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump({"model": args.model, "peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
-                   "int8_peak_instruction": peaks["int8_instruction"],
+                   "bf16_peak_gflops": peaks["bf16"], "peak_instructions": peaks["instructions"],
                    "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png", name)
 
@@ -419,7 +427,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", choices=ARCHITECTURES,
                         help=f"the network (default: the checkpoint's, else {FIRST_MODEL})")
     parser.add_argument("--budgets", default="200", help="cumulative trial budgets, e.g. 200,2000,10000 (default 200)")
-    parser.add_argument("--precisions", default="fp32,int8", help="fp32, int8 or both (default both)")
+    parser.add_argument("--precisions", default="fp32,int8",
+                        help="some of fp32, int8, bf16 (fp32 convolutions on bf16 operands), comma-separated "
+                             "(default fp32,int8)")
     parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
     parser.add_argument("--input-size", type=int, default=416, help="network input side (default 416, the study's)")
     parser.add_argument("--epochs", type=int, default=20, help="training epochs without --checkpoint (default 20)")
@@ -444,11 +454,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.budgets = sorted({int(b) for b in args.budgets.split(",") if b})
         args.precisions = [p for p in args.precisions.split(",") if p]
-        if not args.budgets or min(args.budgets) < 1 or set(args.precisions) - {"fp32", "int8"} or args.rounds < 0:
+        if not args.budgets or min(args.budgets) < 1 or set(args.precisions) - set(PRECISIONS) or args.rounds < 0:
             raise ValueError
     except ValueError:
-        print("reproduce_study: error: --budgets takes positive integers, --precisions fp32 and/or int8, --rounds "
-              "a count", file=sys.stderr)
+        print(f"reproduce_study: error: --budgets takes positive integers, --precisions some of {', '.join(PRECISIONS)}, "
+              "--rounds a count", file=sys.stderr)
         return 2
     try:
         checkpoint = choose_model(args)
@@ -483,9 +493,11 @@ def main(argv: list[str] | None = None) -> int:
     runtimes = baseline_runtimes(model, paths)
     for row in baseline_rows(runtimes, args, done):
         keep(row)
-    networks = {"fp32": lambda: from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)],
-                                           f"{args.model}-fp32"),
-                "int8": lambda: from_onnx(paths["int8"])}
+    def fp32_network():
+        return from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)], f"{args.model}-fp32")
+
+    networks = {"fp32": fp32_network, "int8": lambda: from_onnx(paths["int8"]),
+                "bf16": lambda: dataclasses.replace(fp32_network(), name=f"{args.model}-bf16", precision="bf16")}
     for precision in args.precisions:
         for row in tvm_rows(precision, networks[precision](), args, config, rows):
             keep(row)
@@ -499,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     for row in wanted:
         if row.tasks:
             print(f"\n{row.precision}, {row.trials} trials, per task ({row.precision} peak {peaks[row.precision]:.0f} "
-                  f"{'GOPS' if row.precision == 'int8' else 'GFLOPS'}):")
+                  f"{'GOPS' if row.precision == 'int8' else 'GFLOPS'}, {peaks['instructions'][row.precision]}):")
             print(format_table(*task_table(row, peaks[row.precision])))
     write_report(wanted, args, stem, peaks)
     print(f"report: {stem}.md, {stem}.png, {stem}.json")

@@ -27,14 +27,19 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     common = ["--data", data, "--work-dir", work, "--report", report, "--input-size", "64", "--epochs", "1",
               "--calibration", "2", "--repeats", "1", "--no-progress", "--set", "number=1", "--set", "repeat=1",
               "--set", "min_repeat_ms=1"]
-    assert main(common + ["--budgets", "2", "--rounds", "2"]) == 0
+    assert main(common + ["--budgets", "2", "--rounds", "2", "--precisions", "fp32,int8,bf16"]) == 0
     with open(report + ".json") as f:
         saved = json.load(f)
     rows = saved["rows"]
     keys = {(r["precision"], r["runtime"], r["trials"]) for r in rows}
-    assert keys == {("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
-                    ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("fp32", "TVM + minansor", 2),
-                    ("int8", "TVM + minansor", 2)}
+    # OpenVINO's default precision is the CPU's: a row of its own where it is not fp32 (bf16 on AMX)
+    default = {k for k in keys if k[1] == "OpenVINO default"}
+    assert len(default) <= 1 and all(precision != "fp32" for precision, _, _ in default)
+    assert keys - default == {("fp32", "PyTorch eager", 0), ("fp32", "onnxruntime", 0), ("int8", "onnxruntime", 0),
+                              ("fp32", "OpenVINO", 0), ("int8", "OpenVINO", 0),
+                              ("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("bf16", "TVM untuned", 0),
+                              ("fp32", "TVM + minansor", 2), ("int8", "TVM + minansor", 2),
+                              ("bf16", "TVM + minansor", 2)}
     assert all(r["check"] in ("ok", "-") and 0.0 <= r["map_all_point"] <= 1.0 for r in rows)
     # every runtime of a precision computes the same detections, so the same mAP as its baseline
     baseline = {("fp32", "PyTorch eager"), ("int8", "onnxruntime")}
@@ -45,14 +50,15 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     text = open(report + ".md").read()
     assert os.path.getsize(report + ".png") > 0 and "| fp32 | TVM untuned |" in text
     # the tuned rows stand beside PyTorch and onnxruntime, and each task beside the measured peak
-    assert "x PyTorch | x onnxruntime |" in text and saved["peak_gflops"] > 0 and saved["int8_peak_gops"] > 0
+    assert "x PyTorch | x onnxruntime |" in text and "x OpenVINO | x OpenVINO default |" in text
+    assert saved["peak_gflops"] > 0 and saved["int8_peak_gops"] > 0 and saved["bf16_peak_gflops"] > 0
     tuned = next(r for r in rows if r["runtime"] == "TVM + minansor" and r["precision"] == "fp32")
     assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
     assert "### fp32, 2 trials" in text and "% of peak" in text
-    assert len(RecordStore(os.path.join(work, "int8")).load()) == 2 == len(RecordStore(os.path.join(work, "fp32")).load())
+    assert all(len(RecordStore(os.path.join(work, precision)).load()) == 2 for precision in ("fp32", "int8", "bf16"))
     # the baselines and the kept tuned libraries are timed again and keep their best; untuned TVM is timed once
     retimed = {(r["precision"], r["runtime"], r["trials"]) for r in rows if r["rounds_ms"]}
-    assert retimed == keys - {("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0)}
+    assert retimed == keys - {("fp32", "TVM untuned", 0), ("int8", "TVM untuned", 0), ("bf16", "TVM untuned", 0)}
     assert all(len(r["rounds_ms"]) == 2 and r["latency_ms"] == min(r["rounds_ms"]) for r in rows if r["rounds_ms"])
     assert "| best of 2 |" in text and "| once |" in text
     capsys.readouterr()

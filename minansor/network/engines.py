@@ -9,6 +9,7 @@ installed, `onnx_engines` says so in one line and leaves it out.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,46 +20,49 @@ Forward = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 @dataclass(frozen=True)
 class Engine:
-    name: str  # e.g. "onnxruntime", "OpenVINO fp32", "OpenVINO default (bf16)"
+    name: str  # "onnxruntime", "OpenVINO" (a precision forced or quantized), "OpenVINO default"
+    precision: str  # what it computes in: fp32, int8, bf16 (OpenVINO's default on a CPU with bf16)
     forward: Forward
 
 
-def onnxruntime_engine(path: str) -> Engine:
+def onnxruntime_engine(path: str, precision: str) -> Engine:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return Engine("onnxruntime", lambda inputs: list(session.run(None, dict(zip(names, inputs)))))
+    return Engine("onnxruntime", precision, lambda inputs: list(session.run(None, dict(zip(names, inputs)))))
 
 
-def openvino_engine(path: str, precision: str | None = None, name: str | None = None) -> Engine:
-    """OpenVINO on the CPU: with its own default precision (None), or forced (`"f32"`). Unless
-    `name` is given, the name says which precision it runs in (what OpenVINO chose, read back
-    from the compiled model)."""
+OPENVINO_PRECISIONS = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
+def openvino_engine(path: str, hint: str | None = None) -> Engine:
+    """OpenVINO on the CPU, with its own default inference precision (None) or the one `hint`
+    forces ("f32"); the engine's precision is what the compiled model reports."""
     import openvino
 
-    compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": precision} if precision else {})
+    compiled = openvino.Core().compile_model(path, "CPU", {"INFERENCE_PRECISION_HINT": hint} if hint else {})
     request = compiled.create_infer_request()
-    chosen = str(compiled.get_property("INFERENCE_PRECISION_HINT")).replace("<Type: '", "").replace("'>", "")
-    chosen = {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16"}.get(chosen, chosen)
+    chosen = compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
 
     def forward(inputs: list[np.ndarray]) -> list[np.ndarray]:
         request.infer(dict(enumerate(inputs)))
         return [request.get_output_tensor(i).data.copy() for i in range(len(compiled.outputs))]
 
-    return Engine(name or (f"OpenVINO {chosen}" if precision else f"OpenVINO default ({chosen})"), forward)
+    return Engine("OpenVINO" if hint else "OpenVINO default", OPENVINO_PRECISIONS.get(chosen, chosen), forward)
 
 
 def onnx_engines(path: str, quantized: bool, log: Callable[[str], None] = print) -> list[Engine]:
-    """onnxruntime and OpenVINO on the ONNX file at `path`: for a QDQ model "OpenVINO int8"; for a
-    float model OpenVINO's default and, where the default is not fp32, fp32 forced as well."""
-    engines = [onnxruntime_engine(path)]
+    """onnxruntime and OpenVINO on the ONNX file at `path`. A QDQ model: both in int8. A float
+    model: onnxruntime in fp32, OpenVINO with fp32 forced and, where its default is another
+    precision (bf16 on a CPU with AMX or AVX-512 BF16), with its default as well."""
+    engines = [onnxruntime_engine(path, "int8" if quantized else "fp32")]
     try:
-        default = openvino_engine(path, name="OpenVINO int8" if quantized else None)
+        import openvino  # noqa: F401
     except ImportError:
         log("OpenVINO is not installed (pip install openvino): its rows are left out")
         return engines
-    engines.append(default)
-    if not quantized and not default.name.endswith("(fp32)"):
-        engines.append(openvino_engine(path, "f32"))
-    return engines
+    if quantized:
+        return engines + [dataclasses.replace(openvino_engine(path), name="OpenVINO", precision="int8")]
+    default = openvino_engine(path)
+    return engines + [openvino_engine(path, "f32")] + ([default] if default.precision != "fp32" else [])
