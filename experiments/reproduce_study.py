@@ -247,7 +247,8 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
         print(f"{precision}: tuning up to {budget} trials")
         started = time.perf_counter()
         result = tune_network(network, config, os.path.join(args.work_dir, precision), budget, args.seed,
-                              progress=not args.no_progress, repeats=args.repeats, measure_untuned=False)
+                              progress=not args.no_progress, repeats=args.repeats, measure_untuned=False,
+                              compare_engines=False)  # the baselines have rows of their own
         tuning_s = max(before, default=0.0) + result.tuning.wall_s
         shutil.copyfile(result.library, library_path(args, precision, budget))
         check = result.tuned_check

@@ -139,10 +139,17 @@ def cmd_tune_model(args) -> int:
     headers, rows = result.task_rows()
     print(format_table(headers, rows))
     checks = [result.tuned_check] + ([result.untuned_check] if result.untuned_check else [])
-    lines = [("untuned", result.untuned, result.untuned_check), ("tuned", result.tuned, result.tuned_check)]
-    print(format_table(["build", "median ms", f"max abs error vs {network.source}", "check"],
-                       [[name, f"{t.median_s * 1e3:.2f}", f"{c.max_abs_error:.2g}", "ok" if c.ok else "FAILED"]
-                        for name, t, c in lines if t is not None]))
+    lines = [("TVM untuned", result.untuned, result.untuned_check), ("TVM + minansor", result.tuned, result.tuned_check)]
+    precision = "bf16" if network.precision == "bf16" else "as imported"
+    rows = [[name, precision, f"{t.median_s * 1e3:.2f}", f"{c.max_abs_error:.2g}", "ok" if c.ok else "FAILED"]
+            for name, t, c in lines if t is not None]
+    rows += [[name, engine_precision, f"{seconds * 1e3:.2f}", "", ""] for name, engine_precision, seconds in result.engines]
+    print(format_table(["runtime", "precision", "median ms", f"max abs error vs {network.source}", "check"], rows))
+    if result.engines:
+        name, engine_precision, seconds = min(result.engines, key=lambda e: e[2])
+        ratio = seconds / result.tuned.median_s
+        print(f"fastest other engine: {name} ({engine_precision}), {seconds * 1e3:.2f} ms; the tuned build is "
+              f"{ratio:.2f}x its speed ({'faster' if ratio > 1 else 'slower'})")
     if result.untuned:
         print(f"speedup {result.speedup:.2f}x after {result.tuning.trials} trials "
               f"({len(result.tuned_functions)} tuned PrimFuncs)")

@@ -1,19 +1,25 @@
-"""The engines a user would otherwise run an ONNX model with, on this machine's CPU: onnxruntime,
-and OpenVINO, which on a CPU with AMX or AVX-512 BF16 runs an fp32 model in bf16 unless told
-otherwise (its `INFERENCE_PRECISION_HINT`), and a QDQ int8 model on the CPU's int8 instructions.
+"""The engines a user would otherwise run a model with, on this machine's CPU: the source
+framework (PyTorch eager for a model imported from PyTorch), onnxruntime, and OpenVINO, which on a
+CPU with AMX runs an fp32 model in bf16 unless told otherwise (its `INFERENCE_PRECISION_HINT`),
+and a QDQ int8 model on the CPU's int8 instructions.
 
-Each engine is a name and a forward function over a list of inputs, timed beside the tuned
-build (tune-model, experiments/reproduce_study.py). OpenVINO is optional: where it is not
-installed, `onnx_engines` says so in one line and leaves it out.
+Each engine is a name, the precision it computes in and a forward function over a list of
+inputs, timed beside the tuned build (tune-model, experiments/reproduce_study.py). OpenVINO is
+optional: where it is not installed, `onnx_engines` says so in one line and leaves it out.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import tempfile
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from .graph import Network
+from .int8 import is_quantized
 
 Forward = Callable[[list[np.ndarray]], list[np.ndarray]]
 
@@ -66,3 +72,15 @@ def onnx_engines(path: str, quantized: bool, log: Callable[[str], None] = print)
         return engines + [dataclasses.replace(openvino_engine(path), name="OpenVINO", precision="int8")]
     default = openvino_engine(path)
     return engines + [openvino_engine(path, "f32")] + ([default] if default.precision != "fp32" else [])
+
+
+def network_engines(network: Network, log: Callable[[str], None] = print) -> list[Engine]:
+    """The engines of `network` as imported: onnxruntime and OpenVINO for a model imported from
+    ONNX, PyTorch eager (its reference) for one from PyTorch."""
+    if network.onnx is None:
+        return [Engine("PyTorch eager", "fp32", network.reference)] if network.source == "pytorch" else []
+    with tempfile.TemporaryDirectory(prefix="minansor-engines-") as scratch:
+        path = os.path.join(scratch, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(network.onnx)
+        return onnx_engines(path, quantized=is_quantized(network.mod), log=log)

@@ -44,6 +44,7 @@ class Network:
     reference: Callable[[list[np.ndarray]], list[np.ndarray]]
     source: str  # "onnx" | "pytorch"
     precision: str = "as imported"  # or "bf16": the convolutions of an fp32 network on bf16 operands (bf16.py)
+    onnx: bytes | None = None  # the ONNX model it was imported from, for the other engines (engines.py)
 
 
 Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]

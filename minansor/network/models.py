@@ -101,7 +101,8 @@ def from_onnx(path: str) -> Network:
     def reference(inputs: list[np.ndarray]) -> list[np.ndarray]:
         return list(session.run(None, {s.name: x for s, x in zip(specs, inputs)}))
 
-    return Network(os.path.splitext(os.path.basename(path))[0], mod, tuple(specs), reference, "onnx")
+    return Network(os.path.splitext(os.path.basename(path))[0], mod, tuple(specs), reference, "onnx",
+                   onnx=model.SerializeToString())
 
 
 # ------------------------------------------------------------------ built-in models

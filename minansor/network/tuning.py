@@ -3,6 +3,7 @@ build, export, time untuned and tuned, check, and plot the latency against trial
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from ..tasks.targets import cross_compiler, resolve_target
 from ..tune import TasksResult, tune_tasks
 from .extract import NetworkTask, extract_tasks
 from .graph import Network, graph_summary, optimize_for
-from .run import build, check_against_reference, run, run_library
+from .engines import network_engines
+from .run import build, check_against_reference, median_time, run, run_library
 
 
 @dataclass
@@ -41,6 +43,7 @@ class NetworkResult:
     tuned_functions: list[str]  # PrimFuncs that got a tuned schedule in the build
     library: str  # the exported deployable library
     plot: str  # estimated and measured latency vs trials (PNG)
+    engines: list[tuple[str, str, float]] = dataclasses.field(default_factory=list)  # (engine, precision, median s)
 
     @property
     def speedup(self) -> float:
@@ -54,6 +57,8 @@ class NetworkResult:
                 "estimated_ms": self.tuning.estimated_s * 1e3, "tuned_check_ok": self.tuned_check.ok,
                 "tuned_max_abs_error": self.tuned_check.max_abs_error, "library": self.library, "plot": self.plot,
                 "tuned_functions": self.tuned_functions,
+                "engines": [{"engine": name, "precision": precision, "ms": seconds * 1e3}
+                            for name, precision, seconds in self.engines],
                 "tasks": [{"name": t.name, "weight": t.weight, "flops": t.flops, "skipped": t.skipped}
                           for t in self.tasks],
                 "results": [r.summary() for r in self.tuning.results]}
@@ -110,11 +115,13 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
 
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                  target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
-                 log: Callable[[str], None] = lambda line: None, measurer: Measurer | None = None) -> NetworkResult:
+                 log: Callable[[str], None] = lambda line: None, measurer: Measurer | None = None,
+                 compare_engines: bool = True) -> NetworkResult:
     """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
     recorded in `work_dir`, build with the best records, export the library, time the network
-    untuned and tuned, and check the outputs against the source framework. A `measurer` with
-    devices behind an RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
+    untuned and tuned, and check the outputs against the source framework; on this machine, time
+    the other engines on the same model (`compare_engines`). A `measurer` with devices behind an
+    RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
     target = resolve_target(target)
     fused = optimize_for(network.mod, config, target, network.precision)
     before, after = graph_summary(network.mod), graph_summary(fused)
@@ -139,10 +146,22 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     library = os.path.join(work_dir, f"{network.name}.so")
     export_library(executable, library, cross_compiler(target))
     tuned = run_library(library, inputs, repeats, target, measurer)
+    engines = time_engines(network, inputs, repeats, log) if measurer is None and compare_engines else []
     weights = {t.name: t.weight for t in tunable}
     plot = os.path.join(work_dir, f"{network.name}.png")
     plot_network(estimated_latency_curve(store.load(), weights),
                  untuned.median_s if untuned else None, tuned.median_s, f"{network.name}: {tuning.trials} trials", plot)
     return NetworkResult(network.name, fused, executable, before, after, tasks, tuning, untuned, tuned, untuned_check,
                          check_against_reference(network, tuned.outputs, inputs, config), tuned_functions, library,
-                         plot)
+                         plot, engines)
+
+
+def time_engines(network: Network, inputs: list[np.ndarray], repeats: int,
+                 log: Callable[[str], None]) -> list[tuple[str, str, float]]:
+    """(engine, precision, median seconds) of the engines a user would otherwise run the model
+    with on this CPU (engines.py), each timed after 3 warm-up runs."""
+    timed = []
+    for engine in network_engines(network, log):
+        log(f"timing {engine.name} ({engine.precision})")
+        timed.append((engine.name, engine.precision, median_time(lambda: engine.forward(inputs), repeats, warmup=3)[0]))
+    return timed

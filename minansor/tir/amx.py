@@ -179,10 +179,7 @@ def product_of(sch: Schedule, block: str) -> str | None:
     fp32, else None."""
     if not analysis.block_info(sch, block).has_reduction:
         return None
-    body = analysis.realize(sch, block).block
-    written = [str(region.source.dtype) for region in body.writes]
-    read = sorted(str(region.source.dtype) for region in body.reads
-                  if region.source.name not in {w.source.name for w in body.writes})
+    written, read = analysis.operand_dtypes(sch, block)
     return next((name for name, p in PRODUCTS.items() if written == [p.c] and read == sorted([p.a, p.b])), None)
 
 

@@ -196,6 +196,15 @@ def _stored_exprs(sch: Schedule, name: str) -> Iterator:
             yield from walk_expr(node.value)
 
 
+def operand_dtypes(sch: Schedule, name: str) -> tuple[list[str], list[str]]:
+    """(dtypes of the buffers block `name` writes, sorted dtypes of the other buffers it reads):
+    e.g. (["int32"], ["int8", "uint8"]) for an int8 multiply-accumulate."""
+    body = realize(sch, name).block
+    written = [region.source.name for region in body.writes]
+    return ([str(region.source.dtype) for region in body.writes],
+            sorted(str(region.source.dtype) for region in body.reads if region.source.name not in written))
+
+
 def read_indices(sch: Schedule, name: str) -> list[tuple[str, list]]:
     """(buffer name, index expressions) of every load in the block body."""
     return [(e.source.name, list(e.indices)) for e in _stored_exprs(sch, name) if isinstance(e, tvm.ir.TensorLoad)]

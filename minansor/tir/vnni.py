@@ -70,11 +70,7 @@ def has_vnni(target: tvm.target.Target) -> bool:
 def is_vnni_block(sch: Schedule, block: str) -> bool:
     """A uint8 x int8 -> int32 multiply-accumulate whose loops hold a 16 x 4 dot product
     (16 output values along one spatial loop, 4 products along one reduction loop)."""
-    if not analysis.block_info(sch, block).has_reduction:
-        return False
-    body = analysis.realize(sch, block).block
-    written = {region.source.name: region.source.dtype for region in body.writes}
-    read = sorted(str(region.source.dtype) for region in body.reads if region.source.name not in written)
-    if [str(d) for d in written.values()] != ["int32"] or read != ["int8", "uint8"]:
+    if not analysis.block_info(sch, block).has_reduction or analysis.operand_dtypes(sch, block) != (
+            ["int32"], ["int8", "uint8"]):
         return False
     return get_tensorize_loop_mapping(sch, sch.get_sblock(block), dot_16x4_description) is not None
