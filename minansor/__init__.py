@@ -8,6 +8,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       analysis.py          read-only questions about TIR blocks and loops; the one statement walker
       layout_rewrite.py    constant weights packed in the order the tiles read them; the kernel that is timed
       vnni.py              the VNNI dot product (vpdpbusd) as a tensor intrinsic; which blocks it fits
+      amx.py               AMX tiles: a register-blocked int8/bf16 micro-kernel as a tensor intrinsic; the runtime contract
       intrinsics.py        TVM's tensor intrinsics for the target at hand only; MetaSchedule's tuning context
     tasks/                 what is tuned, and where
       targets.py           target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers, threads
@@ -39,7 +40,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       local.py             build pool + local runner; failures become failed trials
       rpc.py               the RPC runner: devices behind a tracker, in parallel, lost ones replaced
       replay.py            the replay runner: answers from recorded measurements (exact or nearest)
-      peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd
+      peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd, AMX tiles
     records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume; replay_from
     scheduler.py           the task scheduler: which task gets the next round (Ansor's gradient)
     data_layout.py         a network's activations in NCHW as imported or NHWC (SearchConfig.data_layout)
@@ -49,7 +50,9 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
     plots.py               matplotlib without a display
     network/               whole networks in TVM Relax
       int8.py              quantized (QDQ) convs rewritten into uint8 x int8 -> int32 arithmetic
+      bf16.py              the bf16 precision: an fp32 network's convs on bf16 operands, fp32 accumulation
       graph.py             a network, and the graph pipeline that fuses it into PrimFuncs
+      engines.py           the engines a user would otherwise run it with: PyTorch, onnxruntime, OpenVINO
       extract.py           task extraction: one task per distinct fused PrimFunc, weighted by its calls
       run.py               the build with tuned records, end-to-end timing, the check against the source
       tuning.py            the whole job: tune, build, export, time, check, plot

@@ -19,8 +19,7 @@ class SearchConfig:
     # --- the search space (sketch rules and random annotation) ---
     cpu_sketch_rules: tuple[str, ...] = ("always_inline", "add_rfactor", "add_cache_write",
                                          "multi_level_tiling_with_amx", "multi_level_tiling_with_vnni",
-                                         "multi_level_tiling_with_bf16_dot", "multi_level_tiling_with_fusion",
-                                         "multi_level_tiling", "skip_stage")
+                                         "multi_level_tiling_with_fusion", "multi_level_tiling", "skip_stage")
     gpu_sketch_rules: tuple[str, ...] = ("always_inline", "inline_injective", "gpu_multi_level_tiling",
                                          "cross_thread_reduction", "skip_stage")
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling
@@ -40,7 +39,6 @@ class SearchConfig:
     num_cores: int = 0  # cores of the measurement target; 0 = take them from the target
     amx: bool = True  # int8 multiply-accumulates as AMX tile micro-kernels (amx.py) where the target has AMX
     vnni: bool = True  # int8 multiply-accumulates as VNNI dot products (vnni.py) where the target has them
-    bf16_dot: bool = True  # bf16 multiply-accumulates as vdpbf16ps dot products (bf16_dot.py) where AMX does not take them
     vnni_padding: bool = True  # with vnni: int8 conv channels rounded up to whole 16 x 4 tiles in the graph (network/int8.py)
 
     # --- the search strategy ---

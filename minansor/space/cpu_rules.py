@@ -1,5 +1,5 @@
-"""The CPU sketch rules (Ansor's, plus tiling for AMX, VNNI and AVX-512 BF16) and where random
-annotation decides on a CPU.
+"""The CPU sketch rules (Ansor's, plus tiling for AMX and VNNI) and where random annotation
+decides on a CPU.
 
 Every rule is registered by name in `SKETCH_RULES`; `SearchConfig.cpu_sketch_rules` lists the
 ones in use, in the order they are tried (the engine is sketch.py). `annotation_steps` then lists
@@ -12,7 +12,7 @@ from __future__ import annotations
 from tvm.s_tir import Schedule
 
 from ..config import SearchConfig
-from ..tir import amx, analysis, bf16_dot, layout_rewrite, vnni
+from ..tir import amx, analysis, layout_rewrite, vnni
 from .sketch import (Derivation, Outcome, Rule, always_inline, constant_inputs, is_tiled, needs_multi_level_tiling,
                      single_elementwise_consumer, skip_stage)
 from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, MultiLevelTile, Parallel,
@@ -83,17 +83,6 @@ def multi_level_tiling_with_vnni(d: Derivation, block: str,
     return Outcome.APPLY_AND_SKIP_REST, tiled_around(d, block, config, TileForIntrinsic(block, vnni.VNNI_INTRIN))
 
 
-def multi_level_tiling_with_bf16_dot(d: Derivation, block: str,
-                                     config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
-    """The VNNI rule for bf16 x bf16 -> fp32 on a CPU with AVX-512 BF16 (and no AMX, or AMX
-    turned off): 16 output values x 2 products as one `vdpbf16ps` (bf16_dot.py)."""
-    if (not config.bf16_dot or not needs_multi_level_tiling(d.sch, block)
-            or not bf16_dot.is_bf16_dot_block(d.sch, block)):
-        return Outcome.PASS, []
-    return Outcome.APPLY_AND_SKIP_REST, tiled_around(d, block, config,
-                                                     TileForIntrinsic(block, bf16_dot.BF16_DOT_INTRIN))
-
-
 def tiled_around(d: Derivation, block: str, config: SearchConfig,
                  intrinsic: TileForIntrinsic | TileForMicroKernel) -> list[Derivation]:
     """The sketches of a block tiled for an intrinsic: the loops outside it multi-level tiled,
@@ -141,8 +130,7 @@ def _tensorizes(d: Derivation, tiling: TileForMicroKernel, packing: tuple[Step, 
 # Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
 # are tried; register another by adding it here (examples/add_sketch_rule.py).
 SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
-    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_amx, multi_level_tiling_with_vnni,
-    multi_level_tiling_with_bf16_dot, multi_level_tiling_with_fusion,
+    always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_amx, multi_level_tiling_with_vnni, multi_level_tiling_with_fusion,
     multi_level_tiling, skip_stage)}
 
 

@@ -12,7 +12,6 @@ from ..config import SearchConfig
 from ..tasks.targets import device_type, target_cores
 from ..tasks.task import Task
 from ..tir.amx import has_amx
-from ..tir.bf16_dot import has_avx512_bf16
 from ..tir.vnni import has_vnni
 from . import cpu_rules, gpu_rules
 from .annotate import random_program
@@ -23,11 +22,10 @@ from .steps import InvalidProgram
 
 def for_target(config: SearchConfig, target: tvm.target.Target) -> SearchConfig:
     """`config` as it applies on `target`: `num_cores` 0 becomes the target's cores (the parallel
-    extent and the rfactor threshold scale with them), and AMX, VNNI and bf16 dot-product tiling
-    are off where the target's CPU lacks them. Fields set to anything else stay as set."""
+    extent and the rfactor threshold scale with them), and AMX and VNNI tiling are off where the
+    target's CPU lacks them. Fields set to anything else stay as set."""
     return dataclasses.replace(config, num_cores=config.num_cores or target_cores(target),
-                               amx=config.amx and has_amx(target), vnni=config.vnni and has_vnni(target),
-                               bf16_dot=config.bf16_dot and has_avx512_bf16(target))
+                               amx=config.amx and has_amx(target), vnni=config.vnni and has_vnni(target))
 
 
 def generate_sketches(mod, config: SearchConfig, target: tvm.target.Target) -> list[Sketch]:

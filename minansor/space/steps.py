@@ -22,7 +22,7 @@ from tvm.s_tir import Schedule
 from tvm.s_tir.schedule.transform import tile_with_tensor_intrin
 
 from ..tir import amx, analysis, layout_rewrite
-from ..tir import bf16_dot, vnni  # noqa: F401  register the intrinsics the steps look up by name
+from ..tir import vnni  # noqa: F401  registers the VNNI intrinsic, which the steps look up by name
 from ..tir.analysis import REDUCTION, SPATIAL
 
 
