@@ -12,6 +12,7 @@ from tvm import relax
 
 from minansor.cli import main
 from minansor.config import SearchConfig
+from minansor.network.engines import network_engines
 from minansor.network.extract import extract_tasks
 from minansor.network.graph import graph_summary, optimize
 from minansor.network.models import load_model
@@ -94,6 +95,12 @@ def test_onnx_model_builds_and_matches_onnxruntime(tmp_path):
     inputs = [network.inputs[0].random(np.random.default_rng(0))]
     timing = run(build(fused)[0], inputs, repeats=1)
     assert check_against_reference(network, timing.outputs, inputs, SearchConfig()).ok
+    # the engines a user would otherwise run it with compute the same
+    engines = network_engines(network)
+    assert {e.name for e in engines} >= {"onnxruntime", "OpenVINO"} and all(e.precision == "fp32" or
+                                                                          e.name == "OpenVINO default" for e in engines)
+    for engine in engines:
+        np.testing.assert_allclose(engine.forward(inputs)[0], timing.outputs[0], rtol=0.05, atol=0.05)
 
 
 @pytest.mark.slow
@@ -109,6 +116,8 @@ def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
     assert os.path.getsize(summary["library"]) > 0 and os.path.getsize(summary["plot"]) > 0
     assert len(summary["tuned_functions"]) == 7  # every fused PrimFunc got its record applied
     assert "fused_conv2d1_add_multiply_maximum1" in out and "speedup" in out
+    # beside the engine the model came from, timed in the same run
+    assert [e["engine"] for e in summary["engines"]] == ["PyTorch eager"] and "fastest other engine" in out
     # the library deploys the kernels on constants packed at compile time: no packing function is left,
     # and every weight a best program packs is in the constant pool in its packed shape
     stats = relax.VMExecutable(tvm.runtime.load_module(summary["library"])).stats()
