@@ -50,14 +50,17 @@ def test_int8_conv_sketches_tile_for_the_micro_kernel_and_pack_the_weight_for_b_
 
 
 def test_amx_is_used_only_where_it_applies():
-    # the ablation, a CPU without AMX, a strided conv (its rows are not one stride apart), a float conv
+    # the ablation, a CPU without AMX, a float conv, a reduction of one group of 4 (VNNI's)
     for name, target, config in [("qconv-26x26-64-64-3x3", AMX_TARGET, dataclasses.replace(CONFIG, amx=False)),
                                  ("qconv-26x26-64-64-3x3", {"kind": "llvm", "mcpu": "icelake-server"}, CONFIG),
-                                 ("qconv-26x26-64-64-3x3s2", AMX_TARGET, CONFIG),
-                                 ("conv-26x26-64-64-3x3-nhwc", AMX_TARGET, CONFIG)]:
+                                 ("conv-26x26-64-64-3x3-nhwc", AMX_TARGET, CONFIG),
+                                 ("qconv-26x26-4-64-3x3", AMX_TARGET, CONFIG)]:
         assert not _micro_kernels(SearchSpace(make_task(name, target), config)), name
-    strided = SearchSpace(make_task("qconv-26x26-64-64-3x3s2", AMX_TARGET), CONFIG)
-    assert all(any(isinstance(s, TileForIntrinsic) for s in sketch.steps) for sketch in strided.sketches)  # VNNI
+    vnni = SearchSpace(make_task("qconv-26x26-4-64-3x3", AMX_TARGET), CONFIG)
+    assert all(any(isinstance(s, TileForIntrinsic) for s in sketch.steps) for sketch in vnni.sketches)
+    # a strided conv: the A rows of a tile are 2 input pixels apart
+    (strided,) = _micro_kernels(SearchSpace(make_task("qconv-26x26-64-64-3x3s2", AMX_TARGET), CONFIG))
+    assert strided.kernel.stride == 2 and strided.kernel.window == (3, 3)
 
 
 def test_the_micro_kernel_fits_the_loops_it_is_given():
@@ -83,10 +86,11 @@ def test_amx_programs_emit_tile_instructions_and_equal_the_untuned_conv():
 
 @needs_amx
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([4, 8, 64, 128]), st.sampled_from([16, 32, 48]), st.sampled_from([1, 3]),
-       st.integers(4, 18), st.integers(0, 2**16))
-def test_any_amx_int8_conv_equals_the_untuned_one_exactly(cin, cout, k, size, seed):
-    task = make_task(f"qconv-{size}x{size}-{cin}-{cout}-{k}x{k}")
+@given(st.sampled_from([4, 8, 64, 128]), st.sampled_from([16, 32, 48]), st.sampled_from([(1, 1), (3, 1), (3, 2)]),
+       st.integers(8, 30), st.integers(0, 2**16))
+def test_any_amx_int8_conv_equals_the_untuned_one_exactly(cin, cout, window_and_stride, size, seed):
+    k, stride = window_and_stride
+    task = make_task(f"qconv-{size}x{size}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else ""))
     space = SearchSpace(task, CONFIG)
     (applied,) = _valid(space, 1, seed)
     check = check_against_untuned(task, applied.mod, 0.0, 0.0, seed)
@@ -151,9 +155,10 @@ def test_only_functions_that_use_tiles_ask_for_them():
 @needs_amx
 @pytest.mark.parametrize("kernel", [amx.MicroKernel(13, 2, 2, 64, 1),  # the window outside: C loaded, 9 times
                                     amx.MicroKernel(13, 1, 1, 32, 2, window=(3, 3)),  # C loaded once
-                                    amx.MicroKernel(13, 2, 1, 16, 4, window=(3, 3), overwrite=True)])
+                                    amx.MicroKernel(13, 2, 1, 16, 4, window=(3, 3), overwrite=True),
+                                    amx.MicroKernel(13, 1, 2, 64, 1, window=(3, 3), overwrite=True, stride=2)])
 def test_every_form_of_the_micro_kernel_equals_the_untuned_conv(kernel):
-    task = make_task("qconv-26x26-64-32-3x3")
+    task = make_task("qconv-26x26-64-32-3x3" + ("s2" if kernel.stride == 2 else ""))
     sch = Schedule(task.mod)
     tiling = TileForMicroKernel("conv2d_nhwc", kernel)
     for step in (tiling, RewriteLayout(tiling.outer, "weight"), Tensorize(tiling.outer, tiling.intrin, kernel.skip_init)):
@@ -171,10 +176,11 @@ def test_bf16_conv_sketches_take_the_bf16_micro_kernel():
 
 @needs_amx
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([8, 32, 96]), st.sampled_from([16, 32, 48]), st.sampled_from([1, 3]), st.integers(4, 18),
-       st.integers(0, 2**16))
-def test_any_amx_bf16_conv_equals_the_untuned_one_up_to_the_order_of_its_sums(cin, cout, k, size, seed):
-    task = make_task(f"bconv-{size}x{size}-{cin}-{cout}-{k}x{k}")
+@given(st.sampled_from([8, 32, 96]), st.sampled_from([16, 32, 48]), st.sampled_from([(1, 1), (3, 1), (3, 2)]),
+       st.integers(8, 30), st.integers(0, 2**16))
+def test_any_amx_bf16_conv_equals_the_untuned_one_up_to_the_order_of_its_sums(cin, cout, window_and_stride, size, seed):
+    k, stride = window_and_stride
+    task = make_task(f"bconv-{size}x{size}-{cin}-{cout}-{k}x{k}" + (f"s{stride}" if stride > 1 else ""))
     space = SearchSpace(task, CONFIG)
     assert _micro_kernels(space)
     (applied,) = _valid(space, 1, seed)

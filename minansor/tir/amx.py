@@ -95,6 +95,7 @@ class MicroKernel:
     window: tuple[int, int] = (1, 1)  # a conv's kernel window, KH x KW, walked inside the kernel
     overwrite: bool = False
     dtype: str = "int8"
+    stride: int = 1  # with a window: a strided conv's output pixels read input pixels this far apart
 
     def __post_init__(self):
         group = PRODUCTS[self.dtype].group
@@ -104,6 +105,8 @@ class MicroKernel:
             raise ValueError(f"no AMX tiles for {self}")
         if self.mt * self.nt + self.mt + min(self.nt, 2) > TILE_REGISTERS:
             raise ValueError(f"{self.mt} x {self.nt} accumulators do not fit the tile registers")
+        if self.stride != 1 and self.window == (1, 1):
+            raise ValueError("a stride needs a window: a strided 1 x 1 conv is not written")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -141,7 +144,7 @@ def _register(kernel: MicroKernel) -> str:
     name = (f"minansor_amx_{product.a}_{product.b}_{product.c}_{kernel.rows}x{kernel.mt}_16x{kernel.nt}"
             f"_{kernel.k_tile}x{kernel.kb}")
     if kernel.has_window:
-        name += f"_window{kernel.window[0]}x{kernel.window[1]}"
+        name += f"_window{kernel.window[0]}x{kernel.window[1]}" + (f"_stride{kernel.stride}" if kernel.stride > 1 else "")
     name += "_overwrite" if kernel.overwrite else ""
     TensorIntrin.register(name, *_functions(kernel), override=True)
     loops = _loops(*kernel.shape, product)
@@ -206,8 +209,27 @@ def fit(sch: Schedule, block: str, dtypes: tuple[str, ...] = tuple(PRODUCTS)) ->
     window = tuple(int(sch.get(loop).extent) for loop, kind in zip(loops, analysis.loop_kinds(sch, block, loops))
                    if kind == analysis.REDUCTION and sch.get(loop).loop_var.name != k_var)
     inside = len(window) == 2 and min(window) > 1
+    stride = _row_stride(sch, block, mapped[0][1])
+    if stride != 1 and not inside:
+        return None
     return MicroKernel(rows, 2 if (m // rows) % 2 == 0 else 1, 2 if n % 32 == 0 else 1, k_tile, k // k_tile,
-                       window if inside else (1, 1), overwrite=inside or all(w == 1 for w in window), dtype=dtype)
+                       window if inside else (1, 1), overwrite=inside or all(w == 1 for w in window), dtype=dtype,
+                       stride=stride)
+
+
+def _row_stride(sch: Schedule, block: str, m_loop: str) -> int:
+    """How far apart (in pixels) the activations of consecutive M rows are: the step of the
+    activations' index (the operand the M iterator indexes, besides the output) when the M
+    iterator steps by one (2 for a stride-2 conv)."""
+    info = analysis.block_info(sch, block)
+    m_iter = next(name for name, loops in zip(info.iter_names, info.bound_loop_vars) if m_loop in loops)
+    written = {region.source.name for region in analysis.realize(sch, block).block.writes}
+    (indices,) = [indices for name, indices in analysis.read_indices(sch, block) if name not in written
+                  and any(v.name == m_iter for index in indices for v in tirx.analysis.undefined_vars(index))]
+    variables = {v.name for index in indices for v in tirx.analysis.undefined_vars(index)}
+    at = {name: 0 for name in variables}
+    steps = [int(analysis.evaluate(index, {**at, m_iter: 1}) - analysis.evaluate(index, at)) for index in indices]
+    return max(steps)
 
 
 def _mapped_loops(sch: Schedule, block: str, dtype: str) -> list[tuple[int, str]] | None:
@@ -262,7 +284,7 @@ def _functions(kernel: MicroKernel):
     are decided when the functions are parsed.)"""
     rows, mt, nt, k_tile, kb = kernel.rows, kernel.mt, kernel.nt, kernel.k_tile, kernel.kb
     (M, N, K), (KH, KW), window = kernel.shape, kernel.window, kernel.has_window
-    overwrite, product = kernel.overwrite, kernel.product
+    overwrite, product, S = kernel.overwrite, kernel.product, kernel.stride
     a_dtype, b_dtype, c_dtype, g = product.a, product.b, product.c, product.group
     a_bytes = product.element_bytes
     call = functools.partial(T.call_llvm_intrin, "void")
@@ -273,16 +295,16 @@ def _functions(kernel: MicroKernel):
         sa0, sa1, sb0, sb1, sb2, sb3, sc = T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32()
         C = T.match_buffer(c, (M, N), c_dtype, strides=[sc, 1], offset_factor=1)
         if window:
-            A = T.match_buffer(a, (KH, M + KW - 1, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
+            A = T.match_buffer(a, (KH, S * (M - 1) + KW, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
             B = T.match_buffer(b, (KH, KW, K // g, N, g), b_dtype, strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
             with T.sblock("root"):
-                T.reads(C[0:M, 0:N], A[0:KH, 0:M + KW - 1, 0:K], B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
+                T.reads(C[0:M, 0:N], A[0:KH, 0:S * (M - 1) + KW, 0:K], B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
                 T.writes(C[0:M, 0:N])
                 for r, s, i, k4, j, k1 in T.grid(KH, KW, M, K // g, N, g):
                     with T.sblock("update"):
                         vi, vj, vr, vs = T.axis.remap("SSRR", [i, j, r, s])
                         vk = T.axis.reduce(K, k4 * g + k1)
-                        C[vi, vj] = C[vi, vj] + T.cast(A[vr, vi + vs, vk], c_dtype) * T.cast(
+                        C[vi, vj] = C[vi, vj] + T.cast(A[vr, vi * S + vs, vk], c_dtype) * T.cast(
                             B[vr, vs, vk // g, vj, vk % g], c_dtype)
         else:
             A = T.match_buffer(a, (M, K), a_dtype, strides=[sa1, 1], offset_factor=1)
@@ -306,13 +328,13 @@ def _functions(kernel: MicroKernel):
         sa0, sa1, sb0, sb1, sb2, sb3, sc = T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32(), T.int32()
         C = T.match_buffer(c, (M, N), c_dtype, strides=[sc, 1], offset_factor=1)
         if window:
-            A = T.match_buffer(a, (KH, M + KW - 1, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
+            A = T.match_buffer(a, (KH, S * (M - 1) + KW, K), a_dtype, strides=[sa0, sa1, 1], offset_factor=1)
             B = T.match_buffer(b, (KH, KW, K // g, N, g), b_dtype, strides=[sb0, sb1, sb2, sb3, 1], offset_factor=1)
         else:
             A = T.match_buffer(a, (M, K), a_dtype, strides=[sa1, 1], offset_factor=1)
             B = T.match_buffer(b, (K // g, N, g), b_dtype, strides=[sb2, sb3, 1], offset_factor=1)
         with T.sblock("root"):
-            T.reads(C[0:M, 0:N], A[0:M, 0:K] if not window else A[0:KH, 0:M + KW - 1, 0:K], B[0:K // g, 0:N, 0:g] if not window else B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
+            T.reads(C[0:M, 0:N], A[0:M, 0:K] if not window else A[0:KH, 0:S * (M - 1) + KW, 0:K], B[0:K // g, 0:N, 0:g] if not window else B[0:KH, 0:KW, 0:K // g, 0:N, 0:g])
             T.writes(C[0:M, 0:N])
             # The tile configuration is per-thread state: load ours unless the thread has it
             # already (storing and comparing it costs nothing measurable; loading it at every
@@ -344,7 +366,8 @@ def _functions(kernel: MicroKernel):
                 for x in T.unroll(mt):
                     if window:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(a_tile(x)),
-                                        T.address_of(A[r, x * rows + s, kk * k_tile]), T.int64(sa1 * a_bytes)))
+                                        T.address_of(A[r, x * rows * S + s, kk * k_tile]),
+                                        T.int64(sa1 * S * a_bytes)))
                     else:
                         T.evaluate(call(lookup("llvm.x86.tileloadd64"), T.uint8(a_tile(x)),
                                         T.address_of(A[x * rows, kk * k_tile]), T.int64(sa1 * a_bytes)))

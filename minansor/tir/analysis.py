@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import tvm
 from tvm import tirx
 from tvm.s_tir import Schedule
@@ -203,6 +204,22 @@ def operand_dtypes(sch: Schedule, name: str) -> tuple[list[str], list[str]]:
     written = [region.source.name for region in body.writes]
     return ([str(region.source.dtype) for region in body.writes],
             sorted(str(region.source.dtype) for region in body.reads if region.source.name not in written))
+
+
+_ARITHMETIC = {tirx.Add: np.add, tirx.Sub: np.subtract, tirx.Mul: np.multiply, tirx.FloorDiv: np.floor_divide,
+               tirx.FloorMod: np.mod, tirx.Min: np.minimum, tirx.Max: np.maximum}
+
+
+def evaluate(expr, values: dict[str, Any]):
+    """An index expression (variables, integers, + - * // % min max) with its variables, by
+    name, set to `values` (numbers or numpy arrays, evaluated elementwise)."""
+    if isinstance(expr, tirx.Var):
+        return values[expr.name]
+    if isinstance(expr, tirx.IntImm):
+        return np.int64(expr.value)
+    if type(expr) in _ARITHMETIC:
+        return _ARITHMETIC[type(expr)](evaluate(expr.a, values), evaluate(expr.b, values))
+    raise TypeError(f"an index of the form {type(expr).__name__} is not evaluated: {expr}")
 
 
 def read_indices(sch: Schedule, name: str) -> list[tuple[str, list]]:

@@ -163,26 +163,13 @@ def pack_inputs(mod: tvm.IRModule, inputs: list[np.ndarray]) -> list[np.ndarray]
     return packed
 
 
-_ARITHMETIC = {tirx.Add: np.add, tirx.Sub: np.subtract, tirx.Mul: np.multiply, tirx.FloorDiv: np.floor_divide,
-               tirx.FloorMod: np.mod, tirx.Min: np.minimum, tirx.Max: np.maximum}
-
-
 def apply_index_map(index_map: tirx.IndexMap, array: np.ndarray) -> np.ndarray:
     """`array` moved to the layout `index_map` gives it: each element's new index evaluated for
     all elements at once with numpy (TVM's `IndexMap.map_tensor` walks the elements one by one,
     seconds for a network's weights)."""
-    grid = dict(zip(index_map.initial_indices, np.indices(array.shape, dtype=np.int64)))
-
-    def evaluate(expr):
-        if isinstance(expr, tirx.Var):
-            return grid[expr]
-        if isinstance(expr, tirx.IntImm):
-            return np.int64(expr.value)
-        if type(expr) in _ARITHMETIC:
-            return _ARITHMETIC[type(expr)](evaluate(expr.a), evaluate(expr.b))
-        raise TypeError(f"a packing index of the form {type(expr).__name__} is not evaluated: {expr}")
-
+    grid = {var.name: values for var, values in zip(index_map.initial_indices,
+                                                     np.indices(array.shape, dtype=np.int64))}
     shape = tuple(int(d) for d in index_map.map_shape(list(array.shape)))
     out = np.zeros(shape, array.dtype)
-    out[tuple(np.broadcast_to(evaluate(e), array.shape) for e in index_map.final_indices)] = array
+    out[tuple(np.broadcast_to(analysis.evaluate(e, grid), array.shape) for e in index_map.final_indices)] = array
     return out
