@@ -77,23 +77,27 @@ class TuneResult:
                            in (packed_shapes(self.best_applied.mod) if self.best_applied else [])]}
 
 
+def of_current_sketches(trials: list[Trial], space: SearchSpace) -> list[Trial]:
+    """The trials whose sketch still exists unchanged (the rules or the step language may have
+    changed since the others were recorded)."""
+    return [t for t in trials if t.program.sketch < len(space.sketches)
+            and t.sketch_fingerprint == space.fingerprint(t.program.sketch)]
+
+
 def best_trial(trials: list[Trial], space: SearchSpace) -> Trial | None:
     """The fastest successful trial whose sketch still exists unchanged."""
-    usable = [t for t in trials if t.ok and t.program.sketch < len(space.sketches)
-              and t.sketch_fingerprint == space.fingerprint(t.program.sketch)]
-    return min(usable, key=lambda t: t.median_s, default=None)
+    return min((t for t in of_current_sketches(trials, space) if t.ok), key=lambda t: t.median_s, default=None)
 
 
 def replay_history(space: SearchSpace, trials: list[Trial]) -> list[tuple[Applied, float]]:
     """Recorded trials as (program, seconds) for a strategy to learn from; programs whose sketch
     changed since they were recorded are left out."""
     out = []
-    for t in trials:
-        if t.program.sketch < len(space.sketches) and t.sketch_fingerprint == space.fingerprint(t.program.sketch):
-            try:
-                out.append((space.apply(t.program), t.median_s))
-            except InvalidProgram:
-                continue
+    for t in of_current_sketches(trials, space):
+        try:
+            out.append((space.apply(t.program), t.median_s))
+        except InvalidProgram:
+            continue
     return out
 
 
@@ -236,10 +240,15 @@ class TasksResult:
 
 
 def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
+    """The scheduler's view of a task's recorded rounds. Only trials of its current sketches
+    count: a task whose records all came from sketches that no longer exist starts over (a
+    warm-up round), rather than looking like a task without a valid program, which the
+    scheduler stops."""
     task = tuner.task
     progress = TaskProgress(task.name, task.weight, task.flops, similarity_group(task.name))
     best, done = None, 0
-    for _, same_round in itertools.groupby(sorted(tuner.history, key=lambda t: t.round), key=lambda t: t.round):
+    current = of_current_sketches(tuner.history, tuner.space)
+    for _, same_round in itertools.groupby(sorted(current, key=lambda t: t.round), key=lambda t: t.round):
         same_round = list(same_round)
         done += len(same_round)
         best = best_trial(same_round + ([best] if best else []), tuner.space)

@@ -21,7 +21,7 @@ from minansor.measure.local import LocalMeasurer
 from minansor.records import RecordStore
 from minansor.tasks.task import Task
 from minansor.tasks.workloads import make_task
-from minansor.tune import tune_task
+from minansor.tune import tune_task, tune_tasks
 
 
 @pytest.mark.slow
@@ -70,6 +70,16 @@ def test_resume_under_another_knob_domain_searches_its_own_sketches(tmp_path, fa
     tiles = [knob for knob in resumed.best_applied.knobs if knob.is_tile]
     assert tiles and all(knob.max_innermost == 2 and decided[knob.name][-1] <= 2 for knob in tiles)
     assert all(decided[k.name] in (0, 16) for k in resumed.best_applied.knobs if k.kind == "unroll")
+
+
+def test_a_network_resumed_under_other_sketches_gives_every_task_rounds_again(tmp_path, fast_config):
+    """Records of sketches that no longer exist do not make a task look like one without a valid
+    program (which the scheduler stops): it starts over, with a warm-up round."""
+    tasks = [make_task("gemm-32x32x32"), make_task("conv-8x8-4-4-3x3")]
+    tune_tasks(tasks, fast_config, str(tmp_path), trials=8, seed=1, progress=False)
+    narrow = dataclasses.replace(fast_config, max_innermost_tile=2)  # every sketch of both tasks changes
+    resumed = tune_tasks(tasks, narrow, str(tmp_path), trials=24, seed=1, progress=False)
+    assert resumed.trials == 24 and all(r.new_trials > 0 and r.best is not None for r in resumed.results)
 
 
 @pytest.mark.slow
