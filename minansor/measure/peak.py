@@ -192,23 +192,12 @@ def amx_kernel(cores: int, steps: int, dtype: str) -> tvm.IRModule:
     product = T.llvm_lookup_intrinsic_id(AMX_PRODUCTS[dtype][0])
     lookup = T.llvm_lookup_intrinsic_id
     call = functools.partial(T.call_llvm_intrin, "void")
-    config = [1] + [0] * 7  # palette 1; 8 tiles of 16 rows x 64 bytes
-    config[2] = config[3] = int.from_bytes(bytes([64, 0] * 4), "little")
-    config[6] = int.from_bytes(bytes([16] * 8), "little")
+    config = amx.tile_config([(amx.TILE_ROWS, amx.TILE_BYTES)] * amx.TILE_REGISTERS)
 
     @T.prim_func
     def main(a: T.Buffer((16, 64), "uint8"), out: T.Buffer((cores, 4, 16, 16), "int32")):
         for core in T.parallel(cores):
-            cfg = T.decl_buffer((8,), "uint64", scope="global")  # 64 bytes: on the stack
-            cfg[0] = T.uint64(config[0])
-            cfg[1] = T.uint64(config[1])
-            cfg[2] = T.uint64(config[2])
-            cfg[3] = T.uint64(config[3])
-            cfg[4] = T.uint64(config[4])
-            cfg[5] = T.uint64(config[5])
-            cfg[6] = T.uint64(config[6])
-            cfg[7] = T.uint64(config[7])
-            T.evaluate(call(lookup("llvm.x86.ldtilecfg"), T.address_of(cfg[0])))
+            amx.load_tile_config(config)
             for t in T.unroll(4):
                 T.evaluate(call(lookup("llvm.x86.tilezero"), T.uint8(t)))
             for t in T.unroll(4):

@@ -263,18 +263,38 @@ def _loops(M: int, N: int, K: int, product: Product):
     return loops
 
 
-def _tile_config(kernel: MicroKernel) -> list[int]:
-    """The 64-byte tile configuration as 8 little-endian uint64: palette 1, then per tile its
-    bytes per row (uint16 at 16 + 2t) and rows (byte 48 + t). Tiles: C, then A, then B."""
-    rows, mt, nt, product = kernel.rows, kernel.mt, kernel.nt, kernel.product
+def tile_config(shapes: list[tuple[int, int]]) -> list[int]:
+    """The 64-byte tile configuration of tiles 0, 1, ... of `shapes` (rows, bytes per row), as 8
+    little-endian uint64: palette 1, then per tile its bytes per row (uint16 at 16 + 2t) and rows
+    (byte 48 + t)."""
     config = bytearray(64)
     config[0] = 1
-    shapes = ([(rows, TILE_BYTES)] * (mt * nt) + [(rows, kernel.k_tile * product.element_bytes)] * mt
-              + [(kernel.k_tile // product.group, TILE_BYTES)] * min(nt, 2))
     for t, (tile_rows, row_bytes) in enumerate(shapes):
         config[16 + 2 * t:18 + 2 * t] = row_bytes.to_bytes(2, "little")
         config[48 + t] = tile_rows
     return [int.from_bytes(config[8 * i:8 * i + 8], "little") for i in range(8)]
+
+
+def _tile_config(kernel: MicroKernel) -> list[int]:
+    """The kernel's tiles: C, then A, then B."""
+    rows, mt, nt, product = kernel.rows, kernel.mt, kernel.nt, kernel.product
+    return tile_config([(rows, TILE_BYTES)] * (mt * nt) + [(rows, kernel.k_tile * product.element_bytes)] * mt
+                       + [(kernel.k_tile // product.group, TILE_BYTES)] * min(nt, 2))
+
+
+@T.macro
+def load_tile_config(config):
+    """Load the 8-word tile configuration `config` (`tile_config`) into this thread's tile registers."""
+    cfg = T.decl_buffer((8,), "uint64", scope="local")  # 64 bytes: on the stack
+    cfg[0] = T.uint64(config[0])
+    cfg[1] = T.uint64(config[1])
+    cfg[2] = T.uint64(config[2])
+    cfg[3] = T.uint64(config[3])
+    cfg[4] = T.uint64(config[4])
+    cfg[5] = T.uint64(config[5])
+    cfg[6] = T.uint64(config[6])
+    cfg[7] = T.uint64(config[7])
+    T.evaluate(T.call_llvm_intrin("void", T.llvm_lookup_intrinsic_id("llvm.x86.ldtilecfg"), T.address_of(cfg[0])))
 
 
 def _functions(kernel: MicroKernel):
@@ -345,16 +365,7 @@ def _functions(kernel: MicroKernel):
                     or current[2] != T.uint64(config[2]) or current[3] != T.uint64(config[3])
                     or current[4] != T.uint64(config[4]) or current[5] != T.uint64(config[5])
                     or current[6] != T.uint64(config[6]) or current[7] != T.uint64(config[7])):
-                cfg = T.decl_buffer((8,), "uint64", scope="local")
-                cfg[0] = T.uint64(config[0])
-                cfg[1] = T.uint64(config[1])
-                cfg[2] = T.uint64(config[2])
-                cfg[3] = T.uint64(config[3])
-                cfg[4] = T.uint64(config[4])
-                cfg[5] = T.uint64(config[5])
-                cfg[6] = T.uint64(config[6])
-                cfg[7] = T.uint64(config[7])
-                T.evaluate(call(lookup("llvm.x86.ldtilecfg"), T.address_of(cfg[0])))
+                load_tile_config(config)
             for x in T.unroll(mt):
                 for y in T.unroll(nt):
                     if overwrite:
