@@ -184,7 +184,8 @@ def _load(spec: str, seed: int, builtins: dict[str, Callable[[int], Network]]) -
     if spec in builtins:
         return builtins[spec](seed)
     if not os.path.isfile(spec):
-        raise UserError(f"model {spec!r} is neither a file nor a built-in model ({', '.join(builtins)})")
+        raise UserError(f"model {spec!r} is neither a file nor a built-in model ({', '.join(builtins)}; "
+                        "an fp32 one with -bf16 appended runs in bf16)")
     if spec.endswith(".onnx"):
         return from_onnx(spec)
     if spec.endswith(".pt2"):
