@@ -8,27 +8,34 @@ what OpenVINO runs an fp32 model in by default on such a CPU.
 
 The pass rewrites every NHWC convolution of fp32 data into
 
-    x (fp32) --pad, round to bf16--> conv2d(x_bf16, W_bf16, padding 0, out fp32) --> epilogue (fp32)
+    x --pad--> conv2d(x_bf16, W_bf16, padding 0, out fp32) --> epilogue (fp32) --round--> bf16
 
 - the weight is a constant: rounded once, at compile time (FoldConstant), then packed like any
-  weight;
-- the activations are rounded where they enter a convolution, in the stage that pads them (a
-  separate PrimFunc: FuseOps does not fuse a pad into the convolution after it), so the
-  convolution reads a bf16 *parameter*. It must: TVM's bf16 legalization turns every bf16 buffer
-  a kernel allocates into fp32 (workloads.conv2d_nhwc_prepadded, which the convolution is
-  legalized with, has no padding stage for that reason);
-- fp32 flows between layers: the epilogues, pools, concatenations and resizes stay in fp32, so
-  nothing but the convolutions' inputs is rounded (the alternative, bf16 between layers, halves
-  the activations' traffic but rounds every intermediate value; not measured yet);
+  weight; its output channels padded with zero columns to whole AMX tiles where the search will
+  use them (16: a YOLO head's 75 become 80, sliced off the result);
+- the activations are rounded where they are produced: each rounding starts at a convolution's
+  input and moves up through the operators that commute with it (pad with zeros, max-pool,
+  concat, split, slices, nearest resize: they move or select values), to the epilogue of the
+  convolution that computed them, which then stores bf16. So bf16 flows between the layers
+  (half the bytes of fp32 through every pool, concat and pad) and the result is bit for bit the
+  one of rounding at each convolution's input. Only what leaves the network (the heads) stays
+  fp32;
+- the convolution reads its bf16 input as a *parameter*, padded by a separate stage (FuseOps does
+  not fuse a pad into the convolution after it). It must: TVM's bf16 legalization turns every
+  bf16 buffer a kernel allocates into fp32 (workloads.conv2d_nhwc_prepadded, which the
+  convolution is legalized with, has no padding stage for that reason);
 - a convolution whose input channels are odd (an RGB image's 3) stays fp32: a bf16 pair of the
   dot product instructions needs an even reduction.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_op, is_tuple_get_item, rewrite_call, wildcard
 
 from ..tasks.workloads import conv2d_nhwc_prepadded
 from .int8 import relax_calls
@@ -40,7 +47,7 @@ PRECISIONS = ("as imported", "bf16")
 BF16_ATOL = 0.03  # relative to each output's magnitude, as in verify.compare_outputs
 
 
-def _rewrite(func: relax.Function) -> relax.Function:
+def _rewrite(func: relax.Function, out_multiple: int) -> relax.Function:
     data, weight = wildcard(), wildcard()
 
     def rewriter(conv: relax.Call, matches: dict) -> relax.Expr:
@@ -52,19 +59,89 @@ def _rewrite(func: relax.Function) -> relax.Function:
             return conv
         top, left, bottom, right = (int(p) for p in attrs.padding)
         padded = relax.op.nn.pad(x, [0, 0, top, bottom, left, right, 0, 0], pad_value=0.0)
-        return relax.op.nn.conv2d(relax.op.astype(padded, "bfloat16"),
-                                  relax.op.astype(matches[weight], "bfloat16"), strides=attrs.strides, padding=0,
-                                  data_layout="NHWC", kernel_layout="HWIO", out_dtype="float32")
+        w = relax.op.astype(matches[weight], "bfloat16")
+        out_channels = int(conv.ty.shape[3])
+        extra = -out_channels % out_multiple
+        if extra:  # zero columns, folded into the constant, sliced off the result
+            w = relax.op.nn.pad(w, [0, 0, 0, 0, 0, 0, 0, extra], pad_value=0.0)
+        out = relax.op.nn.conv2d(relax.op.astype(padded, "bfloat16"), w, strides=attrs.strides, padding=0,
+                                 data_layout="NHWC", kernel_layout="HWIO", out_dtype="float32")
+        return relax.op.strided_slice(out, axes=[3], begin=[0], end=[out_channels]) if extra else out
 
     return rewrite_call(is_op("relax.nn.conv2d")(data, weight), rewriter, func)
 
 
-@tvm.transform.module_pass(opt_level=0, name="BF16Conv2D")
-def bf16_conv2d(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-    """Every NHWC fp32 convolution of the Relax functions of `mod` on bf16 operands, fp32 out."""
-    functions = {gv: _rewrite(func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+# Operators that commute with rounding to bf16: they move values (concatenation, split, slices,
+# transposes, reshapes, nearest-neighbour resizing), pad with zeros, or select one of their inputs
+# (max pooling: rounding is monotone). Rounding their output equals applying them to rounded
+# inputs, bit for bit, on half the bytes.
+_MOVES_VALUES = ("relax.concat", "relax.strided_slice", "relax.permute_dims", "relax.reshape",
+                 "relax.nn.max_pool2d")
+
+
+def _commutes_with_rounding(call: relax.Call) -> bool:
+    name = call.op.name
+    if name == "relax.nn.pad":
+        return call.attrs.pad_mode == "constant" and float(call.attrs.pad_value) == 0.0
+    if name == "relax.image.resize2d":
+        return call.attrs.method == "nearest_neighbor" and call.attrs.out_dtype is None
+    return name in _MOVES_VALUES
+
+
+def _rounded(expr: relax.Expr) -> relax.Expr:
+    if isinstance(expr, relax.Tuple):
+        return relax.Tuple([_rounded(field) for field in expr.fields])
+    return relax.op.astype(expr, "bfloat16")
+
+
+def _round_where_produced(func: relax.Function) -> relax.Function:
+    """Every rounding to bf16 moved up through the operators that commute with it, to where the
+    value is computed (a convolution's epilogue, which then stores bf16): bf16 flows between
+    layers wherever only convolutions read it."""
+    producer = functools.reduce(operator.or_, (is_op(name)(varg_default_wildcard=True) for name in
+                                               (*_MOVES_VALUES, "relax.nn.pad", "relax.image.resize2d")))
+    split = is_op("relax.split")(wildcard())
+    part = is_tuple_get_item(split)
+    pattern = is_op("relax.astype")(producer | part)
+
+    moved = 0
+
+    def rewriter(cast: relax.Call, matches: dict) -> relax.Expr:
+        nonlocal moved
+        if cast.attrs.dtype != "bfloat16" or (producer in matches and not _commutes_with_rounding(matches[producer])):
+            return cast
+        moved += 1
+        if split in matches:  # one part of a split: that part of the split rounded value
+            call = matches[split]
+            return relax.TupleGetItem(relax.Call(call.op, [_rounded(call.args[0])], call.attrs),
+                                      matches[part].index)
+        call = matches[producer]
+        return relax.Call(call.op, [_rounded(call.args[0]), *call.args[1:]], call.attrs)
+
+    while True:  # one operator up per pass
+        moved, func = 0, rewrite_call(pattern, rewriter, func)
+        if not moved:
+            return func
+
+
+def bf16_conv2d(out_multiple: int = 1) -> tvm.transform.Pass:
+    """Every NHWC fp32 convolution of the Relax functions of a module on bf16 operands, fp32 out,
+    its output channels rounded up to `out_multiple` (zero weight columns sliced off the result:
+    an AMX tile holds 16 output columns); then the roundings moved to where their values are
+    produced, so bf16 flows between the layers."""
+
+    def rewrite(func: relax.Function) -> relax.Function:
+        return _round_where_produced(_rewrite(func, out_multiple))
+
+    @tvm.transform.module_pass(opt_level=0, name="BF16Conv2D")
+    def transform(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+        functions = {gv: rewrite(func) if isinstance(func, relax.Function) else func
+                     for gv, func in mod.functions_items()}
+        mod = tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+        # a value rounded for two readers is rounded once; the fp32 values nobody reads go
+        return relax.transform.DeadCodeElimination()(relax.transform.EliminateCommonSubexpr()(mod))
+
+    return transform
 
 
 def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:

@@ -18,6 +18,8 @@ from tvm import relax, tirx
 from ..config import SearchConfig
 from ..data_layout import DATA_LAYOUTS, convert_data_layout
 from ..tasks.targets import resolve_target
+from ..tir import amx
+from ..tir.amx import has_amx
 from ..tir.vnni import LANES, REDUCTION, has_vnni
 from .bf16 import PRECISIONS, bf16_conv2d, legalize_ops
 from .int8 import integer_conv2d
@@ -64,7 +66,7 @@ def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
         ("fold constants", relax.transform.FoldConstant),
         *([(f"convert the activations to {data_layout}", lambda: convert_data_layout(data_layout))]
           if DATA_LAYOUTS[data_layout] else []),
-        *([("run the convolutions on bf16 operands", lambda: bf16_conv2d),
+        *([("run the convolutions on bf16 operands, bf16 between them", lambda: bf16_conv2d(channel_multiples[0])),
            ("round the weights to bf16", relax.transform.FoldConstant)] if bf16 else []),
         ("legalize operators to TIR", legalize_ops if bf16 else relax.transform.LegalizeOps),
         ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
@@ -101,11 +103,16 @@ def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = T
 
 
 def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu", precision: str = "as imported") -> tvm.IRModule:
-    """`optimize` with the data layout and layout rewrite `config` asks for, and int8 channels
-    padded to whole VNNI tiles where `config` asks for it and the search will use VNNI on `target`."""
-    vnni = config.vnni and config.vnni_padding and has_vnni(resolve_target(target))
+    """`optimize` with the data layout and layout rewrite `config` asks for, and the channels of
+    int8 convolutions padded to whole VNNI tiles where `config` asks for it and the search will use
+    VNNI on `target`; in bf16, the output channels to whole AMX tile columns where it will use AMX."""
+    target = resolve_target(target)
+    if precision == "bf16":
+        multiples = (amx.TILE_COLUMNS, 1) if config.amx and has_amx(target, "bf16") else (1, 1)
+    else:
+        multiples = (LANES, REDUCTION) if config.vnni and config.vnni_padding and has_vnni(target) else (1, 1)
     return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
-                    channel_multiples=(LANES, REDUCTION) if vnni else (1, 1), precision=precision)
+                    channel_multiples=multiples, precision=precision)
 
 
 def main_bindings(mod: tvm.IRModule):

@@ -46,6 +46,7 @@ from tvm.target import codegen
 from . import analysis
 
 TILE_ROWS, TILE_BYTES, TILE_REGISTERS = 16, 64, 8
+TILE_COLUMNS = TILE_BYTES // 4  # the 32-bit accumulator columns of a C tile: output channels per tile
 ARCH_PRCTL, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA = 158, 0x1023, 18  # x86-64 Linux
 
 
