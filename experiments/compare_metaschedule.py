@@ -58,10 +58,13 @@ SUITES = {
               "yolo-conv-26x26-256-256-3x3", "yolo-conv-13x13-512-256-1x1"],
     # Two YOLOv4-tiny layers and a GEMM: the GPU rules checked on a real GPU in a few minutes.
     "gpu": ["yolo-conv-52x52-128-128-3x3", "yolo-conv-26x26-256-256-3x3", "gemm-1024x1024x1024"],
+    # Three YOLOv4-tiny layers in int8 and in bf16: the AMX tiles against a tuner without them.
+    "amx": [f"{precision}-{layer}" for precision in ("qconv", "bconv")
+            for layer in ("104x104-64-64-3x3", "26x26-384-256-3x3", "13x13-256-512-3x3")],
 }
 # The same tasks with the convs in NHWC, the layout networks run in (SearchConfig.data_layout).
 SUITES.update({f"{name}-nhwc": [t + "-nhwc" if t.startswith("yolo-conv") else t for t in tasks]
-               for name, tasks in list(SUITES.items())})
+               for name, tasks in list(SUITES.items()) if any(t.startswith("yolo-conv") for t in tasks)})
 AGAIN = {"minansor": "tune minansor again from nothing against the MetaSchedule runs kept in the work dir (to try "
                         "a change to the search)",
          "remeasure": "re-measure both kept best programs side by side (to apply a change to the measurement)"}

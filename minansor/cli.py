@@ -55,7 +55,8 @@ def cmd_workloads(args) -> int:
         rows.append([name, FAMILIES[family].describe, shapes, f"{task.flops / 1e9:.4f}", YOLO_LAYERS.get(name, "")])
     print(format_table(["workload", "computation", "argument shapes", "GFLOP", "YOLO uses"], rows))
     print("\nAny shape works through the name patterns: conv-HxW-CIN-COUT-KxK[sS][-nhwc], head-HxW-CIN-COUT-KxK[sS][-nhwc], "
-          "gemm-MxNxK, maxpool-HxW-C, rowsum-RxC, add-NxM")
+          "qconv-HxW-CIN-COUT-KxK[sS] (int8), bconv-HxW-CIN-COUT-KxK[sS] (bf16), gemm-MxNxK, maxpool-HxW-C, rowsum-RxC, "
+          "add-NxM")
     return 0
 
 
