@@ -44,7 +44,36 @@ def leaky_relu_as_maximum(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) ->
     return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
 
 
+def _pad_inside(func: relax.Function) -> relax.Function:
+    x = wildcard()
+    inner = is_op("relax.permute_dims")(x)
+    padded = is_op("relax.nn.pad")(inner)
+    pattern = is_op("relax.permute_dims")(padded)
+
+    def rewriter(call: relax.Call, matches: dict) -> relax.Expr:
+        first, pad = [int(a) for a in matches[inner].attrs.axes], matches[padded]
+        if [first[int(a)] for a in call.attrs.axes] != list(range(len(first))):
+            return call  # the two transposes do not undo each other
+        widths = [int(w) for w in pad.attrs.pad_width]
+        # axis d of x is axis first.index(d) of the padded tensor
+        moved = [w for d in range(len(first)) for w in widths[2 * first.index(d): 2 * first.index(d) + 2]]
+        return relax.op.nn.pad(matches[x], moved, pad.attrs.pad_mode, float(pad.attrs.pad_value))
+
+    return rewrite_call(pattern, rewriter, func)
+
+
+@tvm.transform.module_pass(opt_level=0, name="PadInsideTransposes")
+def pad_inside_transposes(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
+    """A pad between a transpose and its inverse (ConvertLayout leaves one around every pad, an
+    operator it has no layout rule for, as the zero-point pad of an integer conv) as one pad of
+    the untransposed tensor, along the same axes."""
+    functions = {gv: _pad_inside(func) if isinstance(func, relax.Function) else func
+                 for gv, func in mod.functions_items()}
+    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+
+
 def convert_data_layout(layout: str) -> tvm.transform.Pass:
     """The passes that put the network's convolutions, and what lies between them, in `layout`."""
     return tvm.transform.Sequential([leaky_relu_as_maximum,
-                                     relax.transform.ConvertLayout({"relax.nn.conv2d": DATA_LAYOUTS[layout]})])
+                                     relax.transform.ConvertLayout({"relax.nn.conv2d": DATA_LAYOUTS[layout]}),
+                                     pad_inside_transposes])

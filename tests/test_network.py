@@ -116,8 +116,9 @@ def test_tune_model_builds_checks_exports_and_resumes(tmp_path, capsys):
     assert os.path.getsize(summary["library"]) > 0 and os.path.getsize(summary["plot"]) > 0
     assert len(summary["tuned_functions"]) == 7  # every fused PrimFunc got its record applied
     assert "fused_conv2d1_add_multiply_maximum1" in out and "speedup" in out
-    # beside the engine the model came from, timed in the same run
-    assert [e["engine"] for e in summary["engines"]] == ["PyTorch eager"] and "fastest other engine" in out
+    # beside the engine the model came from and the engines of its ONNX export, timed in the same run
+    assert [e["engine"] for e in summary["engines"]][:3] == ["PyTorch eager", "onnxruntime", "OpenVINO"]
+    assert "fastest other engine" in out
     # the library deploys the kernels on constants packed at compile time: no packing function is left,
     # and every weight a best program packs is in the constant pool in its packed shape
     stats = relax.VMExecutable(tvm.runtime.load_module(summary["library"])).stats()

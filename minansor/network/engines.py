@@ -4,7 +4,8 @@ CPU with AMX runs an fp32 model in bf16 unless told otherwise (its `INFERENCE_PR
 and a QDQ int8 model on the CPU's int8 instructions.
 
 Each engine is a name, the precision it computes in and a forward function over a list of
-inputs, timed beside the tuned build (tune-model, experiments/reproduce_study.py). OpenVINO is
+inputs, timed beside the tuned build (tune-model, experiments/reproduce_study.py); a model from
+PyTorch is exported to ONNX for onnxruntime and OpenVINO. OpenVINO is
 optional: where it is not installed, `onnx_engines` says so in one line and leaves it out.
 """
 
@@ -75,12 +76,20 @@ def onnx_engines(path: str, quantized: bool, log: Callable[[str], None] = print)
 
 
 def network_engines(network: Network, log: Callable[[str], None] = print) -> list[Engine]:
-    """The engines of `network` as imported: onnxruntime and OpenVINO for a model imported from
-    ONNX, PyTorch eager (its reference) for one from PyTorch."""
-    if network.onnx is None:
-        return [Engine("PyTorch eager", "fp32", network.reference)] if network.source == "pytorch" else []
+    """The engines of `network` as imported: PyTorch eager (its reference) for a model from
+    PyTorch, and onnxruntime and OpenVINO on its ONNX form: the file it was imported from, or
+    a PyTorch model's export (where the export fails, one line says so and those are left out)."""
+    engines = [Engine("PyTorch eager", "fp32", network.reference)] if network.source == "pytorch" else []
+    onnx = network.onnx
+    if onnx is None and network.to_onnx is not None:
+        try:
+            onnx = network.to_onnx()
+        except Exception as err:  # the exporter does not cover every model
+            log(f"{network.name}: no ONNX export ({str(err).splitlines()[0][:200]}): onnxruntime and OpenVINO left out")
+    if onnx is None:
+        return engines
     with tempfile.TemporaryDirectory(prefix="minansor-engines-") as scratch:
         path = os.path.join(scratch, "model.onnx")
         with open(path, "wb") as f:
-            f.write(network.onnx)
-        return onnx_engines(path, quantized=is_quantized(network.mod), log=log)
+            f.write(onnx)
+        return engines + onnx_engines(path, quantized=is_quantized(network.mod), log=log)

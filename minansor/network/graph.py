@@ -22,7 +22,7 @@ from ..tir import amx
 from ..tir.amx import has_amx
 from ..tir.vnni import LANES, REDUCTION, has_vnni
 from .bf16 import PRECISIONS, bf16_conv2d, legalize_ops
-from .int8 import integer_conv2d
+from .int8 import decompose_qdq, integer_conv2d, integer_glue
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class Network:
     source: str  # "onnx" | "pytorch"
     precision: str = "as imported"  # or "bf16": the convolutions of an fp32 network on bf16 operands (bf16.py)
     onnx: bytes | None = None  # the ONNX model it was imported from, for the other engines (engines.py)
+    to_onnx: Callable[[], bytes] | None = None  # a PyTorch model exported to ONNX on demand, for the same
 
 
 Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
@@ -61,6 +62,8 @@ def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
     return [
         # First: folding constants would turn the int8 weights of a QDQ model back into float.
         ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
+        ("run max-pools, concatenations and resizes of quantized values on the integers", lambda: integer_glue),
+        ("write the quantizes and dequantizes left as elementwise arithmetic", lambda: decompose_qdq),
         ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
         ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
         ("fold constants", relax.transform.FoldConstant),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.metadata
 import os
 import warnings
@@ -59,7 +60,15 @@ def _from_exported(exported, module, name: str) -> Network:
         with torch.inference_mode():
             return _torch_outputs(module(*(torch.from_numpy(x) for x in inputs)))
 
-    return Network(name, mod, tuple(specs), reference, "pytorch")
+    return Network(name, mod, tuple(specs), reference, "pytorch", to_onnx=functools.partial(_to_onnx, exported))
+
+
+def _to_onnx(exported) -> bytes:
+    """The exported program as an ONNX model (torch's dynamo exporter)."""
+    import torch
+
+    with _quiet_torch():
+        return torch.onnx.export(exported, dynamo=True, opset_version=18, verbose=False).model_proto.SerializeToString()
 
 
 def from_pt2(path: str) -> Network:
