@@ -49,7 +49,7 @@ from minansor.config import SearchConfig
 from minansor.errors import NoValidProgram, UserError
 from minansor.network.models import load_model
 from minansor.tasks.targets import resolve_target
-from minansor.tasks.workloads import YOLO_LAYERS, make_task
+from minansor.tasks.workloads import MEMORY_BOUND, YOLO_LAYERS, make_task
 from minansor.validation import with_overrides
 
 SUITES = {
@@ -61,6 +61,9 @@ SUITES = {
     # Three YOLOv4-tiny layers in int8 and in bf16: the AMX tiles against a tuner without them.
     "amx": [f"{precision}-{layer}" for precision in ("qconv", "bconv")
             for layer in ("104x104-64-64-3x3", "26x26-384-256-3x3", "13x13-256-512-3x3")],
+    # Memory-bound operators (pools, transposes, quantize, concat, resize, softmax, depthwise):
+    # reported in GB/s against the memory bandwidth.
+    "memory": list(MEMORY_BOUND),
 }
 # The same tasks with the convs in NHWC, the layout networks run in (SearchConfig.data_layout).
 SUITES.update({f"{name}-nhwc": [t + "-nhwc" if t.startswith("yolo-conv") else t for t in tasks]

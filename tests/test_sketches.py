@@ -8,7 +8,7 @@ import pytest
 from minansor.config import SearchConfig
 from minansor.space.search_space import generate_sketches
 from minansor.space.steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, Inline, MultiLevelTile, Parallel,
-                            RewriteLayout, Rfactor, Unroll, Vectorize)
+                            RewriteLayout, Rfactor, Unroll, Vectorize, VectorizeUnderReduction)
 from minansor.tasks.workloads import make_task
 
 
@@ -98,7 +98,8 @@ def test_row_reduction_gets_both_rfactor_sketches_and_the_plain_one():
 def test_no_reuse_means_no_tiling(name):
     (only,) = sketches(name)
     assert only.steps == ()
-    assert all(isinstance(s, (Vectorize, Parallel, Unroll, DecomposeReduction)) for s in only.annotations)
+    assert all(isinstance(s, (Vectorize, VectorizeUnderReduction, Parallel, Unroll, DecomposeReduction))
+               for s in only.annotations)
 
 
 def test_sketch_generation_is_deterministic():

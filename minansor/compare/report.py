@@ -18,16 +18,25 @@ def _percent_of(r: Comparison, ceiling_gflops: float) -> str:
     return f"{100 * r.gflops(r.minansor) / ceiling_gflops:.0f} / {100 * r.gflops(r.metaschedule) / ceiling_gflops:.0f}"
 
 
+def _memory_cells(r: Comparison) -> list[str]:
+    """GB/s of both tuners and their % of the memory bandwidth, for a memory-bound task."""
+    if not r.memory_bound:
+        return ["-", "-"]
+    a, b = r.gbs(r.minansor), r.gbs(r.metaschedule)
+    return [f"{a:.1f} / {b:.1f}", f"{100 * a / r.bandwidth_gbs:.0f} / {100 * b / r.bandwidth_gbs:.0f}"]
+
+
 def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     headers = ["task", "trials", "minansor ms", "MetaSchedule ms", "ratio", "minansor GFLOPS",
-               "MetaSchedule GFLOPS", "% peak (ours / MS)", "% sgemm (ours / MS)", "search s/round (ours / MS)",
+               "MetaSchedule GFLOPS", "% peak (ours / MS)", "% sgemm (ours / MS)", "GB/s (ours / MS)",
+               "% bandwidth (ours / MS)", "search s/round (ours / MS)",
                "wall s (ours / MS)", "failed trials (ours / MS)", "checks"]
     rows = []
     for r in results:
         a, b = r.minansor, r.metaschedule
         rows.append([r.task, r.trials, f"{a.best_ms:.4g}", f"{b.best_ms:.4g}", f"{r.ratio:.3f}",
                      f"{r.gflops(a):.1f}", f"{r.gflops(b):.1f}", _percent_of(r, r.peak_gflops),
-                     _percent_of(r, r.numpy_sgemm_gflops),
+                     _percent_of(r, r.numpy_sgemm_gflops), *_memory_cells(r),
                      f"{a.search_s_per_round:.1f} / {b.search_s_per_round:.1f}", f"{a.wall_s:.0f} / {b.wall_s:.0f}",
                      f"{sum(a.failures.values())} / {sum(b.failures.values())}",
                      "ok" if a.check_ok and b.check_ok else "FAILED"])
@@ -80,6 +89,11 @@ def markdown(results: list[Comparison], title: str, command: str, machine: str) 
         ceilings = f"fp32 peak (FMA-bound kernel, peak.py, same run): {first.peak_gflops:.0f} GFLOPS"
         if first.numpy_sgemm_gflops > 0:
             ceilings += f"; numpy sgemm (1024³, same run): {first.numpy_sgemm_gflops:.0f} GFLOPS"
+        if first.bandwidth_gbs > 0:
+            ceilings += (f"; memory bandwidth (STREAM triad over 128 MiB arrays, peak.py, same run): "
+                         f"{first.bandwidth_gbs:.0f} GB/s. GB/s counts each argument's bytes once, and is given "
+                         "for the tasks left of the roofline's ridge (fewer operations per byte than peak over "
+                         "bandwidth); a task whose tensors stay in cache between runs can pass 100 %")
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", ceilings, "",
              *markdown_table(headers, rows)]
     lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "

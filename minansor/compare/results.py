@@ -44,6 +44,8 @@ class Comparison:
     minansor: TunerRun
     metaschedule: TunerRun
     peak_gflops: float = math.nan  # this machine's fp32 peak (peak.py), measured in the same run
+    bytes: float = math.nan  # what the task's arguments hold: the least a program reads and writes
+    bandwidth_gbs: float = math.nan  # this machine's memory bandwidth (peak.py, STREAM triad), same run
 
     @property
     def ratio(self) -> float:
@@ -58,6 +60,15 @@ class Comparison:
 
     def gflops(self, run: TunerRun) -> float:
         return self.flops / (run.best_ms * 1e-3) / 1e9
+
+    def gbs(self, run: TunerRun) -> float:
+        return self.bytes / (run.best_ms * 1e-3) / 1e9
+
+    @property
+    def memory_bound(self) -> bool:
+        """Left of the roofline's ridge: fewer operations per byte than the peak has per byte of
+        bandwidth, so no program can reach the peak, and bandwidth is its ceiling."""
+        return self.bytes > 0 and self.flops / self.bytes < self.peak_gflops / self.bandwidth_gbs
 
 
 @dataclass

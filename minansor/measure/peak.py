@@ -230,3 +230,50 @@ def _amx_peak_gops(target_config: dict, dtype: str, steps: int, repeat: int) -> 
     timer = lib.mod.time_evaluator("main", dev, number=3, repeat=repeat, min_repeat_ms=20)
     seconds = min(timer(*args).results)
     return 2 * 16 * 16 * AMX_PRODUCTS[dtype][1] * 4 * cores * steps / seconds / 1e9
+
+
+# ---------------------------------------------------------------- memory bandwidth
+
+# STREAM's kernels (McCalpin), as TVM builds them, with STREAM's byte counts: copy reads one
+# array and writes one, triad reads two and writes one (a store's cache-line read is not counted).
+STREAM_KERNELS = {"copy": 2, "triad": 3}
+
+
+def stream_kernel(cores: int, lanes: int, size: int, kind: str) -> tvm.IRModule:
+    """`a = b` (copy) or `a = b + 3 c` (triad) over `size` floats, each core one contiguous
+    slice, `lanes` floats per vector; `size` a multiple of cores x lanes."""
+    per_core = size // cores
+
+    @T.prim_func
+    def main(b: T.Buffer((size,), "float32"), c: T.Buffer((size,), "float32"), a: T.Buffer((size,), "float32")):
+        for core in T.parallel(cores):
+            for i in range(per_core // lanes):
+                for lane in T.vectorized(lanes):
+                    if kind == "copy":
+                        a[core * per_core + i * lanes + lane] = b[core * per_core + i * lanes + lane]
+                    else:
+                        a[core * per_core + i * lanes + lane] = (b[core * per_core + i * lanes + lane]
+                                                                 + T.float32(3) * c[core * per_core + i * lanes + lane])
+
+    return tvm.IRModule({"main": main})
+
+
+def memory_bandwidth_gbs(target="cpu", kind: str = "triad", megabytes: int = 128, repeat: int = 10) -> float:
+    """Best of `repeat` timings of STREAM's `kind` kernel on all of the target's cores over arrays
+    of `megabytes` each (far beyond any cache, so it measures main memory), in GB/s, in a fresh
+    process. Memory-bound operators are reported against it; one whose tensors stay in cache
+    between calls can exceed it."""
+    return in_fresh_process(_memory_bandwidth_gbs, resolve_target(target).export(), kind, megabytes, repeat)
+
+
+def _memory_bandwidth_gbs(target_config: dict, kind: str, megabytes: int, repeat: int) -> float:
+    settle_main_thread()
+    target = tvm.target.Target(target_config)
+    cores, lanes = target_cores(target), vector_lanes(target)
+    size = megabytes * (1 << 20) // 4 // (cores * lanes) * (cores * lanes)
+    lib = tvm.compile(stream_kernel(cores, lanes, size, kind), target=target)
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(np.full(size, value, "float32"), dev) for value in (1.0, 2.0, 0.0)]
+    timer = lib.mod.time_evaluator("main", dev, number=1, repeat=repeat)
+    seconds = min(timer(*args).results)
+    return STREAM_KERNELS[kind] * 4 * size / seconds / 1e9

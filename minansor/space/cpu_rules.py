@@ -17,7 +17,7 @@ from .sketch import (Derivation, Outcome, Rule, always_inline, constant_inputs, 
                      single_elementwise_consumer, skip_stage)
 from .steps import (CacheWrite, ComputeLocation, DecomposeReduction, FuseConsumer, MultiLevelTile, Parallel,
                     RewriteLayout, Rfactor, Step, Tensorize, TileForIntrinsic, TileForMicroKernel, Unroll,
-                    Vectorize)
+                    Vectorize, VectorizeUnderReduction)
 
 # SearchConfig.layout_rewrite. always: a derived step of every tiled sketch; optional: sketches
 # with and without it; off: none.
@@ -158,8 +158,11 @@ def annotation_steps(d: Derivation, config: SearchConfig) -> tuple[Step, ...]:
     out: list[Step] = [ComputeLocation(b, inline=not set(analysis.consumers(sch, b)) & set(intrinsics))
                        for b in reversed(movable)]
     reducing = [b for b in names if analysis.block_info(sch, b).has_reduction]
+    tiled = {b for b in names if is_tiled(steps, b)}
     for b in names:
         vectorize = [] if b in intrinsics else [Vectorize(b, config.max_vector_length, config.vector_preferred_loops)]
+        if b in reducing and b not in tiled:
+            vectorize.insert(0, VectorizeUnderReduction(b, config.max_vector_length))
         unroll = [Unroll(b, config.unroll_steps)] if b in reducing else []
         out += [*vectorize, Parallel(b, config.parallel_extent), *unroll]
     out += [DecomposeReduction(b) for b in reducing if b not in intrinsics]

@@ -338,16 +338,69 @@ class Vectorize:
             candidates.append(loop)
         if not candidates:
             return
-        fits = int(sch.get(candidates[0]).extent) <= self.max_length
+        fits = int(sch.get(candidates[0]).extent) <= self.max_length or bool(vector_widths(
+            int(sch.get(candidates[0]).extent), self.max_length))
         preferred = min(self.preferred_loops, len(candidates)) if fits else 0
         count = decide(Knob(f"vectorize {self.block}", self.block, choices=tuple(range(len(candidates) + 1))),
                        (preferred,))
-        if count:
-            chosen = candidates[:count][::-1]
-            sch.vectorize(sch.fuse(*chosen) if count > 1 else chosen[0])
+        if not count:
+            return
+        chosen = candidates[:count][::-1]
+        loop = sch.fuse(*chosen) if count > 1 else chosen[0]
+        extent = int(sch.get(loop).extent)
+        if extent > self.max_length:  # too long for one vector: a vector of it, split off inside
+            widths = vector_widths(extent, self.max_length)
+            if not widths:
+                raise InvalidProgram(f"no vector width up to {self.max_length} divides {extent}")
+            width = decide(Knob(f"vectorize width {self.block}", self.block, choices=widths), None)
+            loop = sch.split(loop, [None, width])[1]
+        sch.vectorize(loop)
 
     def describe(self) -> str:
         return f"vectorize the innermost spatial loops of {self.block}"
+
+
+def vector_widths(extent: int, max_length: int) -> tuple[int, ...]:
+    """The powers of two from 4 to `max_length` that divide `extent`: vectors a loop splits into."""
+    return tuple(w for w in (4, 8, 16, 32, 64, 128) if w <= max_length and extent % w == 0)
+
+
+@dataclass(frozen=True)
+class VectorizeUnderReduction:
+    """A block whose innermost loops are reductions (a pooling window, a sum over rows): a vector
+    of its innermost spatial loop split off, moved under the reduction loops and vectorized, so a
+    max-pool takes the maximum of whole vectors of channels across its window. The width is the
+    knob (1: left alone); random annotation prefers a vector where the loop walks the contiguous
+    axis of the output, where a vector is one load."""
+
+    block: str
+    max_length: int
+
+    def apply(self, sch: Schedule, decide: Decide) -> None:
+        if not analysis.has_block(sch, self.block):
+            return
+        loops = sch.get_loops(sch.get_sblock(self.block))
+        kinds = analysis.loop_kinds(sch, self.block, loops)
+        spatial = [i for i, kind in enumerate(kinds) if kind == SPATIAL]
+        if not spatial or spatial[-1] == len(loops) - 1 or any(k != REDUCTION for k in kinds[spatial[-1] + 1:]):
+            return
+        loop, chain = loops[spatial[-1]], loops[spatial[-1]:]
+        widths = vector_widths(int(sch.get(loop).extent), self.max_length)
+        if not widths or sch.get(loop).kind != 0:
+            return
+        if not (all(analysis.is_perfect_child(sch, a, b) for a, b in zip(chain, chain[1:]))
+                and analysis.body_is_single_block(sch, chain[-1])):
+            return  # a producer computed inside the window: the loops cannot be reordered
+        contiguous = analysis.drives_contiguous_write(sch, self.block, loop)
+        width = decide(Knob(f"vectorize under-reduction {self.block}", self.block, choices=(1, *widths)),
+                       widths if contiguous else (1,))
+        if width > 1:
+            inner = sch.split(loop, [None, width])[1]
+            sch.reorder(*loops[spatial[-1] + 1:], inner)
+            sch.vectorize(inner)
+
+    def describe(self) -> str:
+        return f"vectorize a spatial loop of {self.block} under its reduction loops"
 
 
 @dataclass(frozen=True)

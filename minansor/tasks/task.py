@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import ml_dtypes
@@ -42,6 +44,12 @@ class Task:
     weight: int
     flops: float
     args: tuple[ArgSpec, ...]
+
+    @property
+    def bytes(self) -> int:
+        """The bytes every argument holds: what a program must at least read and write once."""
+        return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in self.args if a.dtype != "bfloat16") + \
+            sum(2 * math.prod(a.shape) for a in self.args if a.dtype == "bfloat16")
 
     @property
     def layout_free(self) -> tuple[int, ...]:

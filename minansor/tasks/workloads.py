@@ -104,6 +104,59 @@ def elementwise_add(n: int, m: int) -> list[te.Tensor]:
     return [a, b, te.compute((n, m), lambda i, j: a[i, j] + b[i, j], name="C")]
 
 
+# ---------------------------------------------------------------- memory-bound operators (NHWC)
+
+
+def max_pool_nhwc(h: int, w: int, c: int, k: int) -> list[te.Tensor]:
+    """k x k max pool, stride 1, padded to keep the size: YOLO's SPP block (5, 9, 13)."""
+    data = te.placeholder((1, h, w, c), name="data")
+    return [data, topi.nn.pool2d(data, (k, k), (1, 1), (1, 1), (k // 2,) * 4, "max", layout="NHWC")]
+
+
+def transpose(h: int, w: int, c: int, to_nhwc: bool) -> list[te.Tensor]:
+    data = te.placeholder((1, c, h, w) if to_nhwc else (1, h, w, c), name="data")
+    return [data, topi.transpose(data, (0, 2, 3, 1) if to_nhwc else (0, 3, 1, 2))]
+
+
+def quantize(h: int, w: int, c: int, scale: float = 0.05, zero: int = 128) -> list[te.Tensor]:
+    """float32 to uint8 as the int8 graph writes it: clip(round(x / s) + zp, 0, 255)."""
+    data = te.placeholder((1, h, w, c), name="data")
+
+    def q(*i):
+        shifted = te.round(data(*i) / scale) + float(zero)
+        return te.min(te.max(shifted, 0.0), 255.0).astype("uint8")
+
+    return [data, te.compute(data.shape, q, name="quantize")]
+
+
+def concat(h: int, w: int, c: int) -> list[te.Tensor]:
+    """Two NHWC tensors of c channels joined along the channels."""
+    a, b = te.placeholder((1, h, w, c), name="a"), te.placeholder((1, h, w, c), name="b")
+    return [a, b, topi.concatenate([a, b], axis=3)]
+
+
+def upsample(h: int, w: int, c: int) -> list[te.Tensor]:
+    """Nearest-neighbour resize x2, NHWC."""
+    data = te.placeholder((1, h, w, c), name="data")
+    return [data, te.compute((1, 2 * h, 2 * w, c), lambda n, y, x, k: data[n, y // 2, x // 2, k], name="resize")]
+
+
+def softmax(rows: int, cols: int) -> list[te.Tensor]:
+    x = te.placeholder((rows, cols), name="X")
+    return [x, topi.nn.softmax(x, axis=1)]
+
+
+def global_avg_pool(h: int, w: int, c: int) -> list[te.Tensor]:
+    data = te.placeholder((1, h, w, c), name="data")
+    return [data, topi.nn.global_pool(data, "avg", layout="NHWC")]
+
+
+def depthwise_conv2d(h: int, w: int, c: int, k: int) -> list[te.Tensor]:
+    """Depthwise k x k conv, stride 1, same padding, NHWC (weight HWC1, a constant)."""
+    data, weight = te.placeholder((1, h, w, c), name="data"), te.placeholder((k, k, c, 1), name="weight")
+    return [data, weight, topi.nn.depthwise_conv2d_nhwc(data, weight, 1, k // 2, 1)]
+
+
 @dataclass(frozen=True)
 class Family:
     pattern: str  # a regex over the workload name
@@ -133,7 +186,25 @@ FAMILIES = {
                       "max pool 2x2, stride 2, NCHW"),
     "rowsum": Family(rf"rowsum-{_D}x{_D}", lambda r, c: row_sum(r, c), "S[i] = sum_k X[i, k]"),
     "add": Family(rf"add-{_D}x{_D}", lambda n, m: elementwise_add(n, m), "C = A + B (nothing to tile)"),
+    "pool": Family(rf"maxpool-{_D}x{_D}-{_D}-{_D}x\4", lambda h, w, c, k: max_pool_nhwc(h, w, c, k),
+                   "max pool k x k, stride 1, same size, NHWC (SPP)"),
+    "transpose": Family(rf"(nchw-to-nhwc|nhwc-to-nchw)-{_D}x{_D}-{_D}",
+                        lambda way, h, w, c: transpose(h, w, c, way == "nchw-to-nhwc"), "layout transpose"),
+    "quantize": Family(rf"quantize-{_D}x{_D}-{_D}", lambda h, w, c: quantize(h, w, c), "float32 -> uint8, NHWC"),
+    "concat": Family(rf"concat-{_D}x{_D}-{_D}", lambda h, w, c: concat(h, w, c), "two NHWC tensors, channels"),
+    "upsample": Family(rf"upsample-{_D}x{_D}-{_D}", lambda h, w, c: upsample(h, w, c), "nearest resize x2, NHWC"),
+    "softmax": Family(rf"softmax-{_D}x{_D}", lambda r, c: softmax(r, c), "softmax of each row"),
+    "avgpool": Family(rf"avgpool-{_D}x{_D}-{_D}", lambda h, w, c: global_avg_pool(h, w, c),
+                      "global average pool, NHWC"),
+    "dwconv": Family(rf"dwconv-{_D}x{_D}-{_D}-{_D}x\4", lambda h, w, c, k: depthwise_conv2d(h, w, c, k),
+                     "depthwise conv k x k, stride 1, NHWC", constants=(1,)),
 }
+
+# Memory-bound operators at the sizes YOLO and MobileNet-style networks give them: what
+# experiments/compare_metaschedule.py --suite memory tables in GB/s.
+MEMORY_BOUND = ("maxpool-26x26-256-3x3", "maxpool-13x13-256-5x5", "maxpool-13x13-256-9x9", "maxpool-13x13-256-13x13",
+                "nchw-to-nhwc-104x104-64", "nhwc-to-nchw-104x104-64", "quantize-104x104-64", "concat-52x52-128",
+                "upsample-26x26-128", "softmax-1024x1000", "avgpool-13x13-512", "dwconv-56x56-128-3x3")
 
 # Distinct conv shapes of YOLOv4-tiny 416x416, 20 classes, with how many layers use each.
 YOLO_LAYERS = {

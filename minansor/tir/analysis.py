@@ -173,6 +173,17 @@ def read_buffers(sch: Schedule, name: str) -> list[tuple[str, tuple[frozenset[st
     return out
 
 
+def drives_contiguous_write(sch: Schedule, name: str, loop) -> bool:
+    """Whether `loop` drives an iterator of block `name` that indexes the innermost (contiguous)
+    axis of the buffer the block writes."""
+    realized = realize(sch, name)
+    last = realized.block.writes[0].region[-1].min
+    innermost = {v.name for v in tirx.analysis.undefined_vars(last)}
+    var = sch.get(loop).loop_var.name
+    return any(iv.var.name in innermost and var in {v.name for v in tirx.analysis.undefined_vars(value)}
+               for iv, value in zip(realized.block.iter_vars, realized.iter_values))
+
+
 def written_buffers(sch: Schedule, name: str) -> list[str]:
     return [w.source.name for w in realize(sch, name).block.writes]
 
