@@ -19,7 +19,8 @@ class SearchConfig:
     # --- the search space (sketch rules and random annotation) ---
     cpu_sketch_rules: tuple[str, ...] = ("always_inline", "add_rfactor", "add_cache_write",
                                          "multi_level_tiling_with_amx", "multi_level_tiling_with_vnni",
-                                         "multi_level_tiling_with_fusion", "multi_level_tiling", "skip_stage")
+                                         "multi_level_tiling_with_fusion", "multi_level_tiling", "tile_transpose",
+                                         "skip_stage")
     gpu_sketch_rules: tuple[str, ...] = ("always_inline", "inline_injective", "gpu_multi_level_tiling",
                                          "cross_thread_reduction", "skip_stage")
     cpu_tile_structure: str = "SSRSRS"  # Ansor's CPU multi-level tiling

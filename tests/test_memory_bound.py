@@ -11,7 +11,7 @@ from minansor.config import SearchConfig
 from minansor.measure.verify import check_against_untuned
 from minansor.space.program import Program
 from minansor.space.search_space import SearchSpace
-from minansor.space.steps import VectorizeUnderReduction
+from minansor.space.steps import MultiLevelTile, VectorizeUnderReduction
 from minansor.tasks.workloads import MEMORY_BOUND, make_task
 
 # sizes that do and do not divide a vector
@@ -65,3 +65,10 @@ def test_valid_rate_is_at_least_95_percent_on_the_memory_bound_operators(name):
     for _ in range(20):
         space.random(rng)
     assert space.valid_rate >= 0.95, f"{name}: {dict(space.rejections)}"
+
+
+def test_a_transpose_gets_a_tiled_sketch_beside_the_plain_one_and_a_copy_gets_none():
+    tiled = [s for s in SearchSpace(make_task("nhwc-to-nchw-16x16-32"), SearchConfig()).sketches
+             if any(isinstance(step, MultiLevelTile) for step in s.steps)]
+    assert len(tiled) == 1 and len(SearchSpace(make_task("nhwc-to-nchw-16x16-32"), SearchConfig()).sketches) == 2
+    assert len(SearchSpace(make_task("concat-16x16-32"), SearchConfig()).sketches) == 1

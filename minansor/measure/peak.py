@@ -258,11 +258,12 @@ def stream_kernel(cores: int, lanes: int, size: int, kind: str) -> tvm.IRModule:
     return tvm.IRModule({"main": main})
 
 
-def memory_bandwidth_gbs(target="cpu", kind: str = "triad", megabytes: int = 128, repeat: int = 10) -> float:
-    """Best of `repeat` timings of STREAM's `kind` kernel on all of the target's cores over arrays
-    of `megabytes` each (far beyond any cache, so it measures main memory), in GB/s, in a fresh
-    process. Memory-bound operators are reported against it; one whose tensors stay in cache
-    between calls can exceed it."""
+def memory_bandwidth_gbs(target="cpu", kind: str = "triad", megabytes: float = 128, repeat: int = 10) -> float:
+    """Best of `repeat` timings (each at least 20 ms) of STREAM's `kind` kernel on all of the
+    target's cores over arrays of `megabytes` each, in GB/s, in a fresh process. The default
+    size is far beyond any cache: main memory's bandwidth. A copy of as many bytes as an operator
+    reads and writes, timed like it (its arrays stay in whatever cache they fit), is the
+    yardstick a memory-bound operator is held to."""
     return in_fresh_process(_memory_bandwidth_gbs, resolve_target(target).export(), kind, megabytes, repeat)
 
 
@@ -270,10 +271,10 @@ def _memory_bandwidth_gbs(target_config: dict, kind: str, megabytes: int, repeat
     settle_main_thread()
     target = tvm.target.Target(target_config)
     cores, lanes = target_cores(target), vector_lanes(target)
-    size = megabytes * (1 << 20) // 4 // (cores * lanes) * (cores * lanes)
+    size = max(1, int(megabytes * (1 << 20) / 4) // (cores * lanes)) * (cores * lanes)
     lib = tvm.compile(stream_kernel(cores, lanes, size, kind), target=target)
     dev = tvm.cpu()
     args = [tvm.runtime.tensor(np.full(size, value, "float32"), dev) for value in (1.0, 2.0, 0.0)]
-    timer = lib.mod.time_evaluator("main", dev, number=1, repeat=repeat)
+    timer = lib.mod.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=20)
     seconds = min(timer(*args).results)
     return STREAM_KERNELS[kind] * 4 * size / seconds / 1e9

@@ -127,11 +127,28 @@ def _tensorizes(d: Derivation, tiling: TileForMicroKernel, packing: tuple[Step, 
     return True
 
 
+# A transpose's spatial loops in two levels: tiles small enough that the lines its strided side
+# touches stay in cache while the contiguous side is walked.
+TRANSPOSE_TILE_STRUCTURE = "SS"
+
+
+def tile_transpose(d: Derivation, block: str, config: SearchConfig) -> tuple[Outcome, list[Derivation]]:
+    """A block that reads along another axis than it writes (a layout transpose) is tiled in two
+    levels of its spatial loops, so each tile reads whole cache lines and writes whole vectors.
+    `APPLY`: the untiled loop nest stays a sketch too. Not in Ansor, whose transposes run in the
+    loop order of their output."""
+    info = analysis.block_info(d.sch, block)
+    if (info.has_reduction or is_tiled(d.steps, block) or len(info.kinds) < 2
+            or not analysis.transposes(d.sch, block)):
+        return Outcome.PASS, []
+    return Outcome.APPLY, [d.then(MultiLevelTile(block, TRANSPOSE_TILE_STRUCTURE, config.max_innermost_tile))]
+
+
 # Every CPU rule by name. SearchConfig.cpu_sketch_rules lists the ones in use, in the order they
 # are tried; register another by adding it here (examples/add_sketch_rule.py).
 SKETCH_RULES: dict[str, Rule] = {rule.__name__: rule for rule in (
     always_inline, add_rfactor, add_cache_write, multi_level_tiling_with_amx, multi_level_tiling_with_vnni, multi_level_tiling_with_fusion,
-    multi_level_tiling, skip_stage)}
+    multi_level_tiling, tile_transpose, skip_stage)}
 
 
 def cpu_rules(config: SearchConfig) -> tuple[Rule, ...]:

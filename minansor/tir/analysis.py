@@ -184,6 +184,16 @@ def drives_contiguous_write(sch: Schedule, name: str, loop) -> bool:
                for iv, value in zip(realized.block.iter_vars, realized.iter_values))
 
 
+def transposes(sch: Schedule, name: str) -> bool:
+    """Whether block `name` reads some buffer along another axis than it writes: the innermost
+    index of a read uses none of the iterators of the innermost index of the write (a layout
+    transpose, whose reads or writes are strided whichever loop is innermost)."""
+    block = realize(sch, name).block
+    written = {v.name for v in tirx.analysis.undefined_vars(block.writes[0].region[-1].min)}
+    return bool(written) and any(
+        used and not used[-1] & written for buffer, used in read_buffers(sch, name) if len(used) > 1)
+
+
 def written_buffers(sch: Schedule, name: str) -> list[str]:
     return [w.source.name for w in realize(sch, name).block.writes]
 
