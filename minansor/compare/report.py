@@ -19,17 +19,17 @@ def _percent_of(r: Comparison, ceiling_gflops: float) -> str:
 
 
 def _memory_cells(r: Comparison) -> list[str]:
-    """GB/s of both tuners and their % of the memory bandwidth, for a memory-bound task."""
+    """GB/s of both tuners and their % of a copy of as many bytes, for a memory-bound task."""
     if not r.memory_bound:
         return ["-", "-"]
     a, b = r.gbs(r.minansor), r.gbs(r.metaschedule)
-    return [f"{a:.1f} / {b:.1f}", f"{100 * a / r.bandwidth_gbs:.0f} / {100 * b / r.bandwidth_gbs:.0f}"]
+    return [f"{a:.1f} / {b:.1f}", f"{100 * a / r.copy_gbs:.0f} / {100 * b / r.copy_gbs:.0f}"]
 
 
 def table_rows(results: list[Comparison]) -> tuple[list[str], list[list]]:
     headers = ["task", "trials", "minansor ms", "MetaSchedule ms", "ratio", "minansor GFLOPS",
                "MetaSchedule GFLOPS", "% peak (ours / MS)", "% sgemm (ours / MS)", "GB/s (ours / MS)",
-               "% bandwidth (ours / MS)", "search s/round (ours / MS)",
+               "% copy (ours / MS)", "search s/round (ours / MS)",
                "wall s (ours / MS)", "failed trials (ours / MS)", "checks"]
     rows = []
     for r in results:
@@ -93,7 +93,8 @@ def markdown(results: list[Comparison], title: str, command: str, machine: str) 
             ceilings += (f"; memory bandwidth (STREAM triad over 128 MiB arrays, peak.py, same run): "
                          f"{first.bandwidth_gbs:.0f} GB/s. GB/s counts each argument's bytes once, and is given "
                          "for the tasks left of the roofline's ridge (fewer operations per byte than peak over "
-                         "bandwidth); a task whose tensors stay in cache between runs can pass 100 %")
+                         "that bandwidth); % copy is against a STREAM copy of as many bytes, timed like the task "
+                         "(its arrays stay in whatever cache they fit, as the task's do between runs)")
     lines = [f"# {title}", "", f"Command: `{command}`", "", f"Machine: {machine}", "", ceilings, "",
              *markdown_table(headers, rows)]
     lines += ["", f"Geometric mean of minansor / MetaSchedule best latency: **{geometric_mean_ratio(results):.3f}** "

@@ -46,6 +46,7 @@ class Comparison:
     peak_gflops: float = math.nan  # this machine's fp32 peak (peak.py), measured in the same run
     bytes: float = math.nan  # what the task's arguments hold: the least a program reads and writes
     bandwidth_gbs: float = math.nan  # this machine's memory bandwidth (peak.py, STREAM triad), same run
+    copy_gbs: float = math.nan  # a STREAM copy of as many bytes as the task's arguments hold, same run
 
     @property
     def ratio(self) -> float:

@@ -72,7 +72,10 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
     # numpy's sgemm runs on the CPU: no ceiling for a GPU program
     sgemm = math.nan if task.target.kind.name == "cuda" else numpy_sgemm_gflops()
     peak = fp32_peak_gflops(task.target)
-    bandwidth = math.nan if task.target.kind.name == "cuda" else memory_bandwidth_gbs(task.target)
+    bandwidth = copy = math.nan
+    if task.target.kind.name != "cuda":
+        bandwidth = memory_bandwidth_gbs(task.target)
+        copy = memory_bandwidth_gbs(task.target, "copy", megabytes=task.bytes / 2 / (1 << 20))
 
     ours = tune_task(task, config, ours_dir, trials, seed, progress=progress)
     trials_recorded = RecordStore(ours_dir).load(task.name)
@@ -84,7 +87,7 @@ def compare_task(task: Task, trials: int, config: SearchConfig, work_dir: str, s
                         bool(ours.check and ours.check.ok), ours.valid_rate,
                         failure_classes(t.error for t in trials_recorded), ours.rejections)
     return remeasure_comparison(task, config, work_dir, Comparison(task.name, task.flops, trials, sgemm, ours_run,
-                                                                   metaschedule, peak, task.bytes, bandwidth))
+                                                                   metaschedule, peak, task.bytes, bandwidth, copy))
 
 
 def remeasure_comparison(task: Task, config: SearchConfig, work_dir: str, comparison: Comparison) -> Comparison:
