@@ -40,7 +40,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       local.py             build pool + local runner; failures become failed trials
       rpc.py               the RPC runner: devices behind a tracker, in parallel, lost ones replaced
       replay.py            the replay runner: answers from recorded measurements (exact or nearest)
-      peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd, AMX tiles
+      peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd, AMX tiles; STREAM bandwidth
     records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume; replay_from
     scheduler.py           the task scheduler: which task gets the next round (Ansor's gradient)
     data_layout.py         a network's activations in NCHW as imported or NHWC (SearchConfig.data_layout)
