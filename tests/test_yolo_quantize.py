@@ -12,7 +12,7 @@ from PIL import Image
 from tvm import relax
 
 from minansor.measure.verify import compare_outputs
-from minansor.network.graph import optimize
+from minansor.network.graph import graph_passes, inner_transposes, optimize
 from minansor.network.int8 import QUANTIZED_ATOL, count_integer_conv2d, integer_conv2d, is_quantized
 from minansor.network.models import randomize_batchnorm, from_onnx
 from yolo.data import SYNTHETIC_CLASSES, make_synthetic_voc
@@ -67,6 +67,16 @@ def test_int8_model_runs_integer_convs_in_tvm_and_matches_onnxruntime(int8_onnx)
     # onnxruntime (the exactness of the rewrite itself is the next test's)
     check = compare_outputs(["p5", "p4"], want, got, 1e-3, QUANTIZED_ATOL, "onnxruntime")
     assert check.ok, check.detail
+
+
+def test_int8_graph_transposes_only_at_its_edges(int8_onnx):
+    """NHWC inside, the caller's NCHW at the input and the outputs: no quantize, max-pool, concat or
+    resize leaves a transpose between two layers, as each did before the QDQ passes."""
+    mod = from_onnx(int8_onnx).mod
+    assert inner_transposes(optimize(mod)) == []
+    without = [make() for what, make in graph_passes()
+               if not what.startswith(("run max-pools", "write the quantizes"))]
+    assert len(inner_transposes(tvm.transform.Sequential(without)(mod))) >= 10
 
 
 def test_rewrite_handles_zero_point_and_padding():

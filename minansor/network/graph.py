@@ -144,4 +144,24 @@ def graph_summary(mod: tvm.IRModule) -> dict[str, int]:
                 tir_calls += 1
     prim_funcs = sum(isinstance(f, tirx.PrimFunc) for f in mod.functions.values())
     return {"operator calls": sum(ops.values()), "distinct operators": len(ops), "PrimFunc calls": tir_calls,
-            "PrimFuncs": prim_funcs}
+            "PrimFuncs": prim_funcs, "transposes between layers": len(inner_transposes(mod))}
+
+
+def inner_transposes(mod: tvm.IRModule) -> list[str]:
+    """The fused PrimFuncs main calls that transpose a tensor between two layers: a transpose in a
+    call that neither reads main's inputs nor computes one of its outputs (those convert the
+    caller's layout once, at the edges) is a pass over memory the layout conversion left behind."""
+    main = mod["main"]
+    output = main.body.body
+    output = relax.analysis.get_var2val(main).get(output, output)  # the tuple bound to main's result
+    outputs = list(output.fields) if isinstance(output, relax.Tuple) else [output]
+    inner = []
+    for binding in main_bindings(mod):
+        value = binding.value
+        name = callee(value) if isinstance(value, relax.Call) else None
+        if name is None or "transpose" not in name:
+            continue
+        reads_input = any(arg.same_as(param) for arg in value.args[1].fields for param in main.params)
+        if not reads_input and not any(binding.var.same_as(out) for out in outputs):
+            inner.append(name)
+    return inner

@@ -126,7 +126,8 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
     fused = optimize_for(network.mod, config, target, network.precision)
     before, after = graph_summary(network.mod), graph_summary(fused)
     log(f"graph: {before['operator calls']} operator calls ({before['distinct operators']} distinct) -> "
-        f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs")
+        f"{after['PrimFunc calls']} calls of {after['PrimFuncs']} fused PrimFuncs, "
+        f"{after['transposes between layers']} transposing between layers")
     tasks = extract_tasks(fused, target)
     tunable = [t.task for t in tasks if t.task is not None]
     log(f"tasks: {len(tunable)} to tune, {len(tasks) - len(tunable)} not")
