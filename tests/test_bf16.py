@@ -102,9 +102,9 @@ def _vm_outputs(mod, inputs):
     import tvm
     from tvm import relax
 
-    from minansor.network.bf16 import legalize_ops
+    from minansor.network.bf16 import BF16_LEGALIZATIONS
 
-    executable = tvm.compile(legalize_ops()(mod), target="llvm")
+    executable = tvm.compile(relax.transform.LegalizeOps(customize_legalize_map=BF16_LEGALIZATIONS)(mod), target="llvm")
     vm = relax.VirtualMachine(executable, tvm.cpu())
     return [o.numpy() for o in vm["main"](*[tvm.runtime.tensor(i) for i in inputs])]
 

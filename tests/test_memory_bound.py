@@ -21,7 +21,7 @@ sizes = st.sampled_from([1, 3, 7, 8, 13, 16, 24])
 def _names(h: int, w: int, c: int) -> list[str]:
     return [f"maxpool-{h}x{w}-{c}-3x3", f"maxpool-{h}x{w}-{c}-5x5", f"nchw-to-nhwc-{h}x{w}-{c}",
             f"nhwc-to-nchw-{h}x{w}-{c}", f"quantize-{h}x{w}-{c}", f"concat-{h}x{w}-{c}", f"upsample-{h}x{w}-{c}",
-            f"softmax-{h}x{c * 8}", f"avgpool-{h}x{w}-{c}", f"dwconv-{h}x{w}-{c}-3x3"]
+            f"softmax-{h}x{c * 8}", f"fastsoftmax-{h}x{c * 8}", f"avgpool-{h}x{w}-{c}", f"dwconv-{h}x{w}-{c}-3x3"]
 
 
 @settings(max_examples=4, deadline=None)

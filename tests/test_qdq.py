@@ -96,3 +96,31 @@ def test_copies_and_max_pool_run_on_the_integers_with_the_same_numbers(op):
     integer, reference = run(glued), run(mod)
     assert integer.dtype == np.uint8
     np.testing.assert_array_equal(integer, reference)
+
+
+def test_convolutions_that_differ_only_in_their_quantization_are_one_task():
+    """Three convs of one shape, each quantizing its result with its own scale: the scales are
+    arguments of the fused PrimFuncs, not literals in them, so the two that write uint8 for the
+    next one are one task (called twice) and share its trials."""
+    rng = np.random.default_rng(0)
+
+    def weight():
+        return relax.op.dequantize(relax.const(rng.integers(-128, 128, (16, 16, 3, 3)).astype(np.int8)),
+                                   relax.const(rng.uniform(0.001, 0.01, 16).astype(np.float32)),
+                                   relax.const(np.zeros(16, np.int8)), axis=0)
+
+    def qdq(x, scale):
+        s, z = relax.const(np.float32(scale)), relax.const(np.uint8(128))
+        return relax.op.dequantize(relax.op.quantize(x, s, z, axis=1, out_dtype="uint8"), s, z, axis=1)
+
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType((1, 16, 12, 12), "float32"))
+    with bb.function("main", [x]):
+        with bb.dataflow():
+            y = x
+            for scale in (0.02, 0.05, 0.04):
+                y = bb.emit(relax.op.nn.conv2d(qdq(y, scale), weight(), padding=1))
+            y = bb.emit_output(y)
+        bb.emit_func_output(y)
+    convs = [t for t in extract_tasks(_optimized(bb.get(), decompose=True)) if "conv2d" in t.name]
+    assert sorted(t.weight for t in convs) == [1, 2]

@@ -153,9 +153,8 @@ def _legalize_conv2d(bb: relax.BlockBuilder, call: relax.Call) -> relax.Expr:
                       primfunc_name_hint="conv2d_bf16")
 
 
-def legalize_ops() -> tvm.transform.Pass:
-    """Relax's LegalizeOps, with bf16 convolutions legalized without a padding stage."""
-    return relax.transform.LegalizeOps(customize_legalize_map={"relax.nn.conv2d": _legalize_conv2d})
+# Relax's LegalizeOps with these: bf16 convolutions legalized without a padding stage.
+BF16_LEGALIZATIONS = {"relax.nn.conv2d": _legalize_conv2d}
 
 
 def count_bf16_conv2d(mod: tvm.IRModule) -> tuple[int, int]:

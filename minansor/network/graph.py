@@ -21,7 +21,8 @@ from ..tasks.targets import resolve_target
 from ..tir import amx
 from ..tir.amx import has_amx
 from ..tir.vnni import LANES, REDUCTION, has_vnni
-from .bf16 import PRECISIONS, bf16_conv2d, legalize_ops
+from .bf16 import BF16_LEGALIZATIONS, PRECISIONS, bf16_conv2d
+from .fast_math import FAST_MATH
 from .int8 import decompose_qdq, integer_conv2d, integer_glue
 
 
@@ -54,11 +55,13 @@ Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
 
 
 def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
-                 channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported") -> Passes:
+                 channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported",
+                 fast_math: bool = True) -> Passes:
     """The graph-level pipeline, as (what it does, the pass), in order."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
     bf16 = precision == "bf16"
+    legalizations = {**(BF16_LEGALIZATIONS if bf16 else {}), **(FAST_MATH if fast_math else {})}
     return [
         # First: folding constants would turn the int8 weights of a QDQ model back into float.
         ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
@@ -71,7 +74,8 @@ def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
           if DATA_LAYOUTS[data_layout] else []),
         *([("run the convolutions on bf16 operands, bf16 between them", lambda: bf16_conv2d(channel_multiples[0])),
            ("round the weights to bf16", relax.transform.FoldConstant)] if bf16 else []),
-        ("legalize operators to TIR", legalize_ops if bf16 else relax.transform.LegalizeOps),
+        ("legalize operators to TIR" + (", exp as a vectorizable polynomial (fast_math.py)" if fast_math else ""),
+         lambda: relax.transform.LegalizeOps(customize_legalize_map=legalizations)),
         ("annotate operator patterns", relax.transform.AnnotateTIROpPattern),
         ("fold constants", relax.transform.FoldConstant),
         ("fuse operators", relax.transform.FuseOps),
@@ -95,13 +99,14 @@ PACK_CONSTANTS: Passes = [
 
 
 def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True,
-             channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported") -> tvm.IRModule:
+             channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported",
+             fast_math: bool = True) -> tvm.IRModule:
     """The graph-level pipeline (`graph_passes`): quantized convs made integer (their channels
     rounded up to `channel_multiples`), BN folded into conv, constants folded, activations in
     `data_layout`, operators lowered to TIR and fused into one PrimFunc per fused group; with
     `layout_free`, constant arguments marked as such; in `precision` bf16, the convolutions on bf16
-    operands."""
-    passes = graph_passes(data_layout, layout_free, channel_multiples, precision)
+    operands; with `fast_math`, exp and what calls it vectorizable (fast_math.py)."""
+    passes = graph_passes(data_layout, layout_free, channel_multiples, precision, fast_math)
     return tvm.transform.Sequential([make() for _, make in passes])(mod)
 
 
@@ -115,7 +120,7 @@ def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu", precisio
     else:
         multiples = (LANES, REDUCTION) if config.vnni and config.vnni_padding and has_vnni(target) else (1, 1)
     return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
-                    channel_multiples=multiples, precision=precision)
+                    channel_multiples=multiples, precision=precision, fast_math=config.fast_math)
 
 
 def main_bindings(mod: tvm.IRModule):

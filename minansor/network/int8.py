@@ -166,15 +166,20 @@ def integer_glue(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRMo
 
 def _arithmetic(call: relax.Call, x: relax.Expr, scale: np.ndarray, zero: np.ndarray) -> relax.Expr:
     """A per-tensor quantize or dequantize as the arithmetic TVM legalizes it into."""
-    s = relax.const(np.float32(scale.reshape(())))
+    # Scale and zero point as one-element tensors of x's rank, not scalars: legalization writes a
+    # scalar into the PrimFunc as a literal, so convolutions that differ only in the quantization
+    # of their output would be distinct tasks, each tuned on its own share of the trials (and the
+    # layout conversion transposes a tensor of the same rank, not one of another).
+    ones = (1,) * x.ty.ndim
+    s = relax.const(scale.reshape(ones).astype(np.float32))
     if call.op.name == "relax.quantize":
         bounds = np.iinfo(call.attrs.out_dtype)
-        shifted = relax.op.add(relax.op.round(relax.op.divide(x, s)), relax.const(np.float32(zero.reshape(()))))
+        shifted = relax.op.add(relax.op.round(relax.op.divide(x, s)), relax.const(zero.reshape(ones).astype(np.float32)))
         # clip as minimum and maximum: the layout conversion has a rule for those, none for clip
         clipped = relax.op.minimum(relax.op.maximum(shifted, relax.const(np.float32(bounds.min))),
                                    relax.const(np.float32(bounds.max)))
         return relax.op.astype(clipped, call.attrs.out_dtype)
-    centred = relax.op.subtract(relax.op.astype(x, "int32"), relax.const(np.int32(zero.reshape(()))))
+    centred = relax.op.subtract(relax.op.astype(x, "int32"), relax.const(zero.reshape(ones).astype(np.int32)))
     return relax.op.multiply(relax.op.astype(centred, "float32"), s)
 
 

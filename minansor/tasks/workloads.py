@@ -141,9 +141,11 @@ def upsample(h: int, w: int, c: int) -> list[te.Tensor]:
     return [data, te.compute((1, 2 * h, 2 * w, c), lambda n, y, x, k: data[n, y // 2, x // 2, k], name="resize")]
 
 
-def softmax(rows: int, cols: int) -> list[te.Tensor]:
+def softmax(rows: int, cols: int, fast: bool = False) -> list[te.Tensor]:
+    """Softmax of each row; `fast`: exp as TVM's vectorizable fast_exp, as a network's softmax
+    is legalized with SearchConfig.fast_math (network/fast_math.py)."""
     x = te.placeholder((rows, cols), name="X")
-    return [x, topi.nn.softmax(x, axis=1)]
+    return [x, (topi.nn.fast_softmax if fast else topi.nn.softmax)(x, axis=1)]
 
 
 def global_avg_pool(h: int, w: int, c: int) -> list[te.Tensor]:
@@ -193,7 +195,9 @@ FAMILIES = {
     "quantize": Family(rf"quantize-{_D}x{_D}-{_D}", lambda h, w, c: quantize(h, w, c), "float32 -> uint8, NHWC"),
     "concat": Family(rf"concat-{_D}x{_D}-{_D}", lambda h, w, c: concat(h, w, c), "two NHWC tensors, channels"),
     "upsample": Family(rf"upsample-{_D}x{_D}-{_D}", lambda h, w, c: upsample(h, w, c), "nearest resize x2, NHWC"),
-    "softmax": Family(rf"softmax-{_D}x{_D}", lambda r, c: softmax(r, c), "softmax of each row"),
+    "softmax": Family(rf"softmax-{_D}x{_D}", lambda r, c: softmax(r, c), "softmax of each row (libm exp)"),
+    "fastsoftmax": Family(rf"fastsoftmax-{_D}x{_D}", lambda r, c: softmax(r, c, fast=True),
+                          "softmax of each row, exp as fast_exp (as networks get it)"),
     "avgpool": Family(rf"avgpool-{_D}x{_D}-{_D}", lambda h, w, c: global_avg_pool(h, w, c),
                       "global average pool, NHWC"),
     "dwconv": Family(rf"dwconv-{_D}x{_D}-{_D}-{_D}x\4", lambda h, w, c, k: depthwise_conv2d(h, w, c, k),
@@ -204,7 +208,8 @@ FAMILIES = {
 # experiments/compare_metaschedule.py --suite memory tables in GB/s.
 MEMORY_BOUND = ("maxpool-26x26-256-3x3", "maxpool-13x13-256-5x5", "maxpool-13x13-256-9x9", "maxpool-13x13-256-13x13",
                 "nchw-to-nhwc-104x104-64", "nhwc-to-nchw-104x104-64", "quantize-104x104-64", "concat-52x52-128",
-                "upsample-26x26-128", "softmax-1024x1000", "avgpool-13x13-512", "dwconv-56x56-128-3x3")
+                "upsample-26x26-128", "softmax-1024x1000", "fastsoftmax-1024x1000", "avgpool-13x13-512",
+                "dwconv-56x56-128-3x3")
 
 # Distinct conv shapes of YOLOv4-tiny 416x416, 20 classes, with how many layers use each.
 YOLO_LAYERS = {
