@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -55,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.measure.peak import amx_peak_gops, fp32_peak_gflops, int8_peak_gops  # noqa: E402
+from minansor.measure.peak import amx_peak_gops, fp32_peak_gflops, int8_peak_gops, memory_bandwidth_gbs  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
@@ -252,8 +253,8 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
         tuning_s = max(before, default=0.0) + result.tuning.wall_s
         shutil.copyfile(result.library, library_path(args, precision, budget))
         check = result.tuned_check
-        tasks = [{"task": r.task.name, "weight": r.task.weight, "flops": r.task.flops, "best_ms": r.best_ms}
-                 for r in result.tuning.results]
+        tasks = [{"task": r.task.name, "weight": r.task.weight, "flops": r.task.flops, "bytes": r.task.bytes,
+                  "best_ms": r.best_ms} for r in result.tuning.results]
         yield Row(precision, "TVM + minansor", budget, result.tuned.median_s * 1e3,
                   *measured_map(vm_forward(result.library), args), "ok" if check.ok else check.detail,
                   tuning_s, tasks)
@@ -344,17 +345,35 @@ def measure_peaks() -> dict:
         peaks["int8"], instructions["int8"] = ((int8_peak_gops(), "VNNI vpdpbusd") if has_vnni(cpu)
                                                else (fp32, "fp32 FMA (no VNNI)"))
         peaks["bf16"], instructions["bf16"] = fp32, "fp32 FMA (no AMX)"
-    return {**peaks, "instructions": instructions}
+    return {**peaks, "instructions": instructions, "bandwidth": memory_bandwidth_gbs(cpu)}
 
 
-def task_table(row: Row, peak_gflops: float) -> tuple[list[str], list[list]]:
-    """Per task of one tuned row: its best program's GFLOPS (GOPS for int8) and share of the peak of its precision."""
-    headers = ["task", "calls", "MFLOP", "best ms", "GFLOPS", "% of peak"]
+def memory_bound(task: dict, peaks: dict) -> bool:
+    """Left of the roofline's ridge: fewer operations per byte than the fp32 peak has per byte of
+    main memory's bandwidth (rows saved before bytes were recorded count as compute-bound)."""
+    return task.get("bytes", 0) > 0 and task["flops"] / task["bytes"] < peaks["fp32"] / peaks["bandwidth"]
+
+
+def measure_copies(rows: list[Row], peaks: dict) -> dict[int, float]:
+    """GB/s of a STREAM copy of as many bytes as each memory-bound task's arguments hold, timed
+    like the task (its arrays stay in whatever cache they fit): the yardstick of such a task."""
+    sizes = sorted({t["bytes"] for r in rows for t in r.tasks or [] if memory_bound(t, peaks)})
+    return {size: memory_bandwidth_gbs(resolve_target("cpu"), "copy", megabytes=size / 2 / (1 << 20))
+            for size in sizes}
+
+
+def task_table(row: Row, peaks: dict, copies: dict[int, float]) -> tuple[list[str], list[list]]:
+    """Per task of one tuned row: its best program's GFLOPS (GOPS for int8) and share of the peak
+    of its precision; for a memory-bound task also GB/s and share of a copy of as many bytes."""
+    headers = ["task", "calls", "MFLOP", "best ms", "GFLOPS", "% of peak", "GB/s", "% of copy"]
     body = []
-    for t in sorted(row.tasks, key=lambda t: -t["flops"] * t["weight"]):
-        gflops = t["flops"] / (t["best_ms"] * 1e-3) / 1e9 if 0 < t["best_ms"] < float("inf") else 0.0
+    for t in sorted(row.tasks, key=lambda t: -t["best_ms"] * t["weight"]):
+        seconds = t["best_ms"] * 1e-3 if 0 < t["best_ms"] < float("inf") else math.inf
+        gflops = t["flops"] / seconds / 1e9
+        bandwidth = ([f"{t['bytes'] / seconds / 1e9:.1f}", f"{100 * t['bytes'] / seconds / 1e9 / copies[t['bytes']]:.0f}"]
+                     if memory_bound(t, peaks) and t["bytes"] in copies else ["-", "-"])
         body.append([t["task"], t["weight"], f"{t['flops'] / 1e6:.1f}", f"{t['best_ms']:.4f}", f"{gflops:.1f}",
-                     f"{100 * gflops / peak_gflops:.0f}"])
+                     f"{100 * gflops / peaks[row.precision]:.0f}", *bandwidth])
     return headers, body
 
 
@@ -380,7 +399,7 @@ def plot(rows: list[Row], path: str, name: str) -> None:
     save(fig, path)
 
 
-def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> None:
+def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int, float]) -> None:
     from yolo.model import DISPLAY_NAMES
 
     name = f"{DISPLAY_NAMES[args.model]} {args.input_size}x{args.input_size}"
@@ -407,14 +426,19 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict[str, float]) -> N
                   f"bf16 {peaks['bf16']:.0f} GFLOPS by {peaks['instructions']['bf16']} "
                   "(AMX tiles where the CPU has them, else VNNI dot products, else the fp32 peak): no program does more "
                   "multiply-adds per second. "
-                  "Best program of each task, as the tuner measured it; int8 rows in GOPS, against the int8 peak.", ""]
+                  "Best program of each task, as the tuner measured it, heaviest first (calls x best ms); int8 rows "
+                  "in GOPS, against the int8 peak. Memory-bound tasks (fewer operations per byte than the fp32 peak "
+                  f"has per byte of the {peaks['bandwidth']:.0f} GB/s main memory gives a STREAM triad, same run) "
+                  "also in GB/s (each argument's bytes once) and % of a STREAM copy of as many bytes, timed like "
+                  "the task in this run.", ""]
         for r in tuned:
             lines += ([f"### {r.precision}, {r.trials} trials", ""]
-                      + markdown_table(*task_table(r, peaks[r.precision])) + [""])
+                      + markdown_table(*task_table(r, peaks, copies)) + [""])
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump({"model": args.model, "peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
+                   "bandwidth_gbs": peaks["bandwidth"], "copy_gbs": {str(k): v for k, v in copies.items()},
                    "bf16_peak_gflops": peaks["bf16"], "peak_instructions": peaks["instructions"],
                    "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png", name)
@@ -509,12 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     headers, body = table(wanted)
     print(format_table(headers, body))
     peaks = measure_peaks()
+    copies = measure_copies(wanted, peaks)
     for row in wanted:
         if row.tasks:
             print(f"\n{row.precision}, {row.trials} trials, per task ({row.precision} peak {peaks[row.precision]:.0f} "
                   f"{'GOPS' if row.precision == 'int8' else 'GFLOPS'}, {peaks['instructions'][row.precision]}):")
-            print(format_table(*task_table(row, peaks[row.precision])))
-    write_report(wanted, args, stem, peaks)
+            print(format_table(*task_table(row, peaks, copies)))
+    write_report(wanted, args, stem, peaks, copies)
     print(f"report: {stem}.md, {stem}.png, {stem}.json")
     return 0 if all(r.check in ("ok", "-") for r in wanted) else 1
 

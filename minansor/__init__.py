@@ -52,6 +52,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       int8.py              quantized (QDQ) convs rewritten into uint8 x int8 -> int32 arithmetic
       bf16.py              the bf16 precision: an fp32 network's convs on bf16 operands, fp32 accumulation
       fast_math.py         exp, sigmoid, softmax, tanh as TVM's vectorizable polynomials (SearchConfig.fast_math)
+      pooling.py           a large max-pool as a 1 x k then a k x 1 pool (SearchConfig.separable_pools)
       graph.py             a network, and the graph pipeline that fuses it into PrimFuncs
       engines.py           the engines a user would otherwise run it with: PyTorch, onnxruntime, OpenVINO
       extract.py           task extraction: one task per distinct fused PrimFunc, weighted by its calls

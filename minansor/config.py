@@ -78,6 +78,7 @@ class SearchConfig:
     # --- networks: the graph tasks come from (network/graph.py) ---
     data_layout: str = "NHWC"  # activations: NHWC (channels innermost) or NCHW as imported (data_layout.py)
     fast_math: bool = True  # exp, sigmoid, softmax, tanh as TVM's vectorizable fast_exp/fast_tanh (network/fast_math.py)
+    separable_pools: bool = True  # a k x k max-pool (k >= 5) as 1 x k then k x 1: same values, 2k not k^2 (network/pooling.py)
 
     # --- the task scheduler (networks; see scheduler.py) ---
     task_scheduler: str = "gradient"  # or "round_robin"

@@ -55,6 +55,8 @@ def test_study_table_at_toy_scale_resumes_between_budgets(tmp_path, capsys):
     tuned = next(r for r in rows if r["runtime"] == "TVM + minansor" and r["precision"] == "fp32")
     assert tuned["tasks"] and all(t["best_ms"] > 0 for t in tuned["tasks"])
     assert "### fp32, 2 trials" in text and "% of peak" in text
+    # memory-bound tasks (pools, concatenations, pads) also in GB/s, against a copy of as many bytes
+    assert "| GB/s | % of copy |" in text and saved["bandwidth_gbs"] > 0 and saved["copy_gbs"]
     assert all(len(RecordStore(os.path.join(work, precision)).load()) == 2 for precision in ("fp32", "int8", "bf16"))
     # the baselines and the kept tuned libraries are timed again and keep their best; untuned TVM is timed once
     retimed = {(r["precision"], r["runtime"], r["trials"]) for r in rows if r["rounds_ms"]}

@@ -23,6 +23,7 @@ from ..tir.amx import has_amx
 from ..tir.vnni import LANES, REDUCTION, has_vnni
 from .bf16 import BF16_LEGALIZATIONS, PRECISIONS, bf16_conv2d
 from .fast_math import FAST_MATH
+from .pooling import separable_max_pools
 from .int8 import decompose_qdq, integer_conv2d, integer_glue
 
 
@@ -56,7 +57,7 @@ Passes = list[tuple[str, Callable[[], tvm.transform.Pass]]]
 
 def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
                  channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported",
-                 fast_math: bool = True) -> Passes:
+                 fast_math: bool = True, separable_pools: bool = True) -> Passes:
     """The graph-level pipeline, as (what it does, the pass), in order."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: one of {', '.join(PRECISIONS)}")
@@ -66,6 +67,8 @@ def graph_passes(data_layout: str = "NHWC", layout_free: bool = True,
         # First: folding constants would turn the int8 weights of a QDQ model back into float.
         ("run quantized convolutions in integer arithmetic", lambda: integer_conv2d(channel_multiples)),
         ("run max-pools, concatenations and resizes of quantized values on the integers", lambda: integer_glue),
+        *([("max-pool large windows as a 1 x k then a k x 1 pool", lambda: separable_max_pools)]
+          if separable_pools else []),
         ("write the quantizes and dequantizes left as elementwise arithmetic", lambda: decompose_qdq),
         ("fold batch norm into the preceding conv", relax.transform.FoldBatchnormToConv2D),
         ("decompose what batch norm is left", relax.transform.DecomposeOpsForInference),
@@ -100,13 +103,14 @@ PACK_CONSTANTS: Passes = [
 
 def optimize(mod: tvm.IRModule, data_layout: str = "NHWC", layout_free: bool = True,
              channel_multiples: tuple[int, int] = (1, 1), precision: str = "as imported",
-             fast_math: bool = True) -> tvm.IRModule:
+             fast_math: bool = True, separable_pools: bool = True) -> tvm.IRModule:
     """The graph-level pipeline (`graph_passes`): quantized convs made integer (their channels
     rounded up to `channel_multiples`), BN folded into conv, constants folded, activations in
     `data_layout`, operators lowered to TIR and fused into one PrimFunc per fused group; with
     `layout_free`, constant arguments marked as such; in `precision` bf16, the convolutions on bf16
-    operands; with `fast_math`, exp and what calls it vectorizable (fast_math.py)."""
-    passes = graph_passes(data_layout, layout_free, channel_multiples, precision, fast_math)
+    operands; with `fast_math`, exp and what calls it vectorizable (fast_math.py); with
+    `separable_pools`, large max-pool windows in two thin passes (pooling.py)."""
+    passes = graph_passes(data_layout, layout_free, channel_multiples, precision, fast_math, separable_pools)
     return tvm.transform.Sequential([make() for _, make in passes])(mod)
 
 
@@ -120,7 +124,8 @@ def optimize_for(mod: tvm.IRModule, config: SearchConfig, target="cpu", precisio
     else:
         multiples = (LANES, REDUCTION) if config.vnni and config.vnni_padding and has_vnni(target) else (1, 1)
     return optimize(mod, config.data_layout, layout_free=config.layout_rewrite != "off",
-                    channel_multiples=multiples, precision=precision, fast_math=config.fast_math)
+                    channel_multiples=multiples, precision=precision, fast_math=config.fast_math,
+                    separable_pools=config.separable_pools)
 
 
 def main_bindings(mod: tvm.IRModule):

@@ -75,11 +75,12 @@ def _rewrite_function(func: relax.Function, channel_multiples: tuple[int, int]) 
     pattern = is_op("relax.nn.conv2d")(is_op("relax.dequantize")(x_q, x_scale, x_zero),
                                        is_op("relax.dequantize")(w_q, w_scale, w_zero))
 
-    def rewriter(conv: relax.Call, matches: dict) -> relax.Expr:
+    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
+        conv = matches[pattern]  # the call itself where `expr` is a variable bound to it
         integer = _integer_conv2d(conv, matches[x_q], _constant(matches[x_scale]), _constant(matches[x_zero]),
                                   _constant(matches[w_q]), _constant(matches[w_scale]), _constant(matches[w_zero]),
                                   channel_multiples)
-        return conv if integer is None else integer
+        return expr if integer is None else integer
 
     return rewrite_call(pattern, rewriter, func)
 
@@ -122,17 +123,18 @@ def _commute_function(func: relax.Function) -> relax.Function:
     pattern = (is_op("relax.nn.max_pool2d")(wildcard()) | is_op("relax.concat")(wildcard())
                | is_op("relax.image.resize2d")(wildcard(), wildcard()))
 
-    def rewriter(call: relax.Call, _matches: dict) -> relax.Expr:
+    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
+        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
         if not _commutes(call):
-            return call
+            return expr
         inputs = list(call.args[0].fields) if call.op.name == "relax.concat" else [call.args[0]]
         found = [_per_tensor_dequantize(x, bindings) for x in inputs]
         if any(f is None for f in found):
-            return call
+            return expr
         (_, scale, zero), integers = found[0], [q for q, _, _ in found]
         if any(not (np.array_equal(s, scale) and np.array_equal(z, zero) and q.ty.dtype == integers[0].ty.dtype)
                for q, s, z in found):
-            return call  # different quantizations: a requantize is needed anyway
+            return expr  # different quantizations: a requantize is needed anyway
         operand = relax.Tuple(integers) if call.op.name == "relax.concat" else integers[0]
         on_integers = relax.Call(call.op, [operand, *call.args[1:]], call.attrs)
         return relax.op.dequantize(on_integers, relax.const(scale.reshape(())), relax.const(zero.reshape(())))
@@ -144,11 +146,12 @@ def _cancel_function(func: relax.Function) -> relax.Function:
     q, scale, zero = wildcard(), is_const(), is_const()
     pattern = is_op("relax.quantize")(is_op("relax.dequantize")(q, scale, zero), is_const(), is_const())
 
-    def rewriter(call: relax.Call, matches: dict) -> relax.Expr:
+    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
+        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
         same = (np.array_equal(_constant(call.args[1]), _constant(matches[scale]))
                 and np.array_equal(_constant(call.args[2]), _constant(matches[zero]))
                 and call.attrs.out_dtype == matches[q].ty.dtype and _constant(matches[scale]).size == 1)
-        return matches[q] if same else call
+        return matches[q] if same else expr
 
     return rewrite_call(pattern, rewriter, func)
 
@@ -187,10 +190,11 @@ def _decompose_function(func: relax.Function) -> relax.Function:
     data, scale, zero = wildcard(), is_const(), is_const()
     pattern = is_op("relax.quantize")(data, scale, zero) | is_op("relax.dequantize")(data, scale, zero)
 
-    def rewriter(call: relax.Call, matches: dict) -> relax.Expr:
+    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
+        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
         s, z = _constant(matches[scale]), _constant(matches[zero])
         if s.size != 1 or z.size != 1 or (call.op.name == "relax.dequantize" and call.attrs.out_dtype != "float32"):
-            return call  # per channel (a weight's): left to TVM
+            return expr  # per channel (a weight's): left to TVM
         return _arithmetic(call, matches[data], s, z)
 
     return rewrite_call(pattern, rewriter, func)
