@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shlex
+import subprocess
 import sys
 
 import numpy as np
@@ -94,8 +95,10 @@ def main(argv: list[str] | None = None) -> int:
                      "tuning_wall_s": result.tuning.wall_s if result else None,
                      "check": ("ok" if result.tuned_check.ok else f"FAILED: {result.tuned_check.detail}") if result else ""})
     command = "python experiments/ablate_network.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
     lines = [f"# {network.name}: {changes} against the default, {args.trials} trials each", "",
-             f"Command: `{command}`", "", f"Machine: {machine()}", "",
+             f"Command: `{command}` (at commit {commit})", "", f"Machine: {machine()}", "",
              f"Both builds tuned from nothing with seed {args.seed}; every runtime timed in {args.rounds} "
              f"interleaved rounds of {args.repeats} runs (median per round, best round kept), batch 1.", "",
              "| runtime | ms | vs default build | tasks | estimated ms (sum of task bests) | tuning wall s | check |",
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(base + ".json", "w") as f:
-        json.dump({"command": command, "machine": machine(), "model": network.name, "changes": args.set,
+        json.dump({"command": command, "machine": machine(), "model": network.name, "commit": commit, "changes": args.set,
                    "trials": args.trials, "seed": args.seed, "rows": rows}, f, indent=1)
     fig, ax = pyplot().subplots(figsize=(7, 0.5 * len(rows) + 1.2))
     ax.barh([r["runtime"] for r in rows][::-1], [r["ms"] for r in rows][::-1], color="tab:blue")
