@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
+from minansor.errors import UserError  # noqa: E402
 from minansor.network.engines import network_engines  # noqa: E402
 from minansor.network.models import load_model  # noqa: E402
 from minansor.network.run import median_time, run_library  # noqa: E402
@@ -61,10 +62,14 @@ def main(argv: list[str] | None = None) -> int:
 
     target = resolve_target("cpu")
     changes = " ".join(args.set)
-    name = f"{_slug(os.path.basename(args.model))}-{_slug(changes)}-{args.trials}"
-    work_dir = args.work_dir or os.path.join("work_dirs", f"ablate-network-{_slug(os.path.basename(args.model))}")
-    network = load_model(args.model, args.seed)
-    variants = {"default": SearchConfig(), changes: with_overrides(SearchConfig(), args.set)}
+    model = _slug(os.path.basename(args.model))
+    name = f"{model}-{_slug(changes)}-{args.trials}"
+    work_dir = args.work_dir or os.path.join("work_dirs", f"ablate-network-{model}")
+    try:  # a bad --set or model: one line, before anything is tuned
+        variants = {"default": SearchConfig(), changes: with_overrides(SearchConfig(), args.set)}
+        network = load_model(args.model, args.seed)
+    except UserError as err:
+        p.error(str(err))
     built = {}
     for label, config in variants.items():
         print(f"tuning {network.name} ({label}), {args.trials} trials", flush=True)

@@ -43,6 +43,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd, AMX tiles; STREAM bandwidth
     records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume; replay_from
     scheduler.py           the task scheduler: which task gets the next round (Ansor's gradient)
+    relax_rewrite.py       graph rewrites over a module's Relax functions, each handed the matched call
     data_layout.py         a network's activations in NCHW as imported or NHWC (SearchConfig.data_layout)
     validation.py          a SearchConfig checked against every registry it names
     tune.py                the tuning loops: one task, or a network's tasks sharing one budget

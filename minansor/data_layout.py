@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_op, wildcard
+
+from .relax_rewrite import map_functions, rewrite_calls
 
 # data layout -> the layouts ConvertLayout gives a conv2d (data, weight); None: as imported.
 DATA_LAYOUTS: dict[str, list[str] | None] = {"NCHW": None, "NHWC": ["NHWC", "HWIO"]}
@@ -26,22 +28,20 @@ DATA_LAYOUTS: dict[str, list[str] | None] = {"NCHW": None, "NHWC": ["NHWC", "HWI
 def _as_maximum(func: relax.Function) -> relax.Function:
     x = wildcard()
 
-    def rewriter(call: relax.Call, matches: dict) -> relax.Expr:
+    def rewrite(call: relax.Call, matches: dict) -> relax.Expr | None:
         alpha = float(call.attrs.alpha)
         if not 0.0 <= alpha <= 1.0:
-            return call  # max(x, alpha x) is leaky ReLU only for a slope below one
+            return None  # max(x, alpha x) is leaky ReLU only for a slope below one
         value = matches[x]
         return relax.op.maximum(value, relax.op.multiply(value, relax.const(alpha, value.ty.dtype)))
 
-    return rewrite_call(is_op("relax.nn.leakyrelu")(x), rewriter, func)
+    return rewrite_calls(is_op("relax.nn.leakyrelu")(x), rewrite, func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="LeakyReluAsMaximum")
 def leaky_relu_as_maximum(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
     """Every leaky ReLU (slope in [0, 1]) of every Relax function as maximum(x, alpha * x)."""
-    functions = {gv: _as_maximum(func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_functions(mod, _as_maximum)
 
 
 def _pad_inside(func: relax.Function) -> relax.Function:
@@ -50,16 +50,16 @@ def _pad_inside(func: relax.Function) -> relax.Function:
     padded = is_op("relax.nn.pad")(inner)
     pattern = is_op("relax.permute_dims")(padded)
 
-    def rewriter(call: relax.Call, matches: dict) -> relax.Expr:
+    def rewrite(call: relax.Call, matches: dict) -> relax.Expr | None:
         first, pad = [int(a) for a in matches[inner].attrs.axes], matches[padded]
         if [first[int(a)] for a in call.attrs.axes] != list(range(len(first))):
-            return call  # the two transposes do not undo each other
+            return None  # the two transposes do not undo each other
         widths = [int(w) for w in pad.attrs.pad_width]
         # axis d of x is axis first.index(d) of the padded tensor
         moved = [w for d in range(len(first)) for w in widths[2 * first.index(d): 2 * first.index(d) + 2]]
         return relax.op.nn.pad(matches[x], moved, pad.attrs.pad_mode, float(pad.attrs.pad_value))
 
-    return rewrite_call(pattern, rewriter, func)
+    return rewrite_calls(pattern, rewrite, func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="PadInsideTransposes")
@@ -67,9 +67,7 @@ def pad_inside_transposes(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) ->
     """A pad between a transpose and its inverse (ConvertLayout leaves one around every pad, an
     operator it has no layout rule for, as the zero-point pad of an integer conv) as one pad of
     the untransposed tensor, along the same axes."""
-    functions = {gv: _pad_inside(func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_functions(mod, _pad_inside)
 
 
 def convert_data_layout(layout: str) -> tvm.transform.Pass:

@@ -30,7 +30,9 @@ from __future__ import annotations
 import numpy as np
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_const, is_op, wildcard
+
+from ..relax_rewrite import map_functions, rewrite_calls
 
 
 def _constant(expr: relax.Expr) -> np.ndarray:
@@ -75,14 +77,12 @@ def _rewrite_function(func: relax.Function, channel_multiples: tuple[int, int]) 
     pattern = is_op("relax.nn.conv2d")(is_op("relax.dequantize")(x_q, x_scale, x_zero),
                                        is_op("relax.dequantize")(w_q, w_scale, w_zero))
 
-    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
-        conv = matches[pattern]  # the call itself where `expr` is a variable bound to it
-        integer = _integer_conv2d(conv, matches[x_q], _constant(matches[x_scale]), _constant(matches[x_zero]),
-                                  _constant(matches[w_q]), _constant(matches[w_scale]), _constant(matches[w_zero]),
-                                  channel_multiples)
-        return expr if integer is None else integer
+    def rewrite(conv: relax.Call, matches: dict) -> relax.Expr | None:
+        return _integer_conv2d(conv, matches[x_q], _constant(matches[x_scale]), _constant(matches[x_zero]),
+                               _constant(matches[w_q]), _constant(matches[w_scale]), _constant(matches[w_zero]),
+                               channel_multiples)
 
-    return rewrite_call(pattern, rewriter, func)
+    return rewrite_calls(pattern, rewrite, func)
 
 
 def integer_conv2d(channel_multiples: tuple[int, int] = (1, 1)) -> tvm.transform.Pass:
@@ -92,9 +92,7 @@ def integer_conv2d(channel_multiples: tuple[int, int] = (1, 1)) -> tvm.transform
 
     @tvm.transform.module_pass(opt_level=0, name="IntegerConv2d")
     def rewrite(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRModule:
-        functions = {gv: _rewrite_function(func, channel_multiples) if isinstance(func, relax.Function) else func
-                     for gv, func in mod.functions_items()}
-        return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+        return map_functions(mod, lambda func: _rewrite_function(func, channel_multiples))
 
     return rewrite
 
@@ -123,37 +121,35 @@ def _commute_function(func: relax.Function) -> relax.Function:
     pattern = (is_op("relax.nn.max_pool2d")(wildcard()) | is_op("relax.concat")(wildcard())
                | is_op("relax.image.resize2d")(wildcard(), wildcard()))
 
-    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
-        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
+    def rewrite(call: relax.Call, _matches: dict) -> relax.Expr | None:
         if not _commutes(call):
-            return expr
+            return None
         inputs = list(call.args[0].fields) if call.op.name == "relax.concat" else [call.args[0]]
         found = [_per_tensor_dequantize(x, bindings) for x in inputs]
         if any(f is None for f in found):
-            return expr
+            return None
         (_, scale, zero), integers = found[0], [q for q, _, _ in found]
         if any(not (np.array_equal(s, scale) and np.array_equal(z, zero) and q.ty.dtype == integers[0].ty.dtype)
                for q, s, z in found):
-            return expr  # different quantizations: a requantize is needed anyway
+            return None  # different quantizations: a requantize is needed anyway
         operand = relax.Tuple(integers) if call.op.name == "relax.concat" else integers[0]
         on_integers = relax.Call(call.op, [operand, *call.args[1:]], call.attrs)
         return relax.op.dequantize(on_integers, relax.const(scale.reshape(())), relax.const(zero.reshape(())))
 
-    return rewrite_call(pattern, rewriter, func)
+    return rewrite_calls(pattern, rewrite, func)
 
 
 def _cancel_function(func: relax.Function) -> relax.Function:
     q, scale, zero = wildcard(), is_const(), is_const()
     pattern = is_op("relax.quantize")(is_op("relax.dequantize")(q, scale, zero), is_const(), is_const())
 
-    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
-        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
+    def rewrite(call: relax.Call, matches: dict) -> relax.Expr | None:
         same = (np.array_equal(_constant(call.args[1]), _constant(matches[scale]))
                 and np.array_equal(_constant(call.args[2]), _constant(matches[zero]))
                 and call.attrs.out_dtype == matches[q].ty.dtype and _constant(matches[scale]).size == 1)
-        return matches[q] if same else expr
+        return matches[q] if same else None
 
-    return rewrite_call(pattern, rewriter, func)
+    return rewrite_calls(pattern, rewrite, func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="IntegerGlue")
@@ -162,9 +158,7 @@ def integer_glue(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRMo
     (`op(dequantize(q)) = dequantize(op(q))`, exactly), and a quantize that undoes a dequantize
     with the same scale and zero point disappears: a quantized value then flows from the
     convolution that wrote it to the next one in one byte per element, with no float round trip."""
-    functions = {gv: _cancel_function(_commute_function(func)) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_functions(mod, lambda func: _cancel_function(_commute_function(func)))
 
 
 def _arithmetic(call: relax.Call, x: relax.Expr, scale: np.ndarray, zero: np.ndarray) -> relax.Expr:
@@ -190,14 +184,13 @@ def _decompose_function(func: relax.Function) -> relax.Function:
     data, scale, zero = wildcard(), is_const(), is_const()
     pattern = is_op("relax.quantize")(data, scale, zero) | is_op("relax.dequantize")(data, scale, zero)
 
-    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
-        call = matches[pattern]  # the call itself where `expr` is a variable bound to it
+    def rewrite(call: relax.Call, matches: dict) -> relax.Expr | None:
         s, z = _constant(matches[scale]), _constant(matches[zero])
         if s.size != 1 or z.size != 1 or (call.op.name == "relax.dequantize" and call.attrs.out_dtype != "float32"):
-            return expr  # per channel (a weight's): left to TVM
+            return None  # per channel (a weight's): left to TVM
         return _arithmetic(call, matches[data], s, z)
 
-    return rewrite_call(pattern, rewriter, func)
+    return rewrite_calls(pattern, rewrite, func)
 
 
 @tvm.transform.module_pass(opt_level=0, name="DecomposeQDQ")
@@ -208,9 +201,7 @@ def decompose_qdq(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> tvm.IRM
     of an operator it has no layout rule for, as it has none for quantize), and FuseOps fuses it
     like any elementwise stage: into the epilogue of the convolution that produced the value, which
     then stores uint8 for the next one."""
-    functions = {gv: _decompose_function(func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_functions(mod, _decompose_function)
 
 
 # A QDQ model quantizes every activation; an input landing within float rounding of a step boundary

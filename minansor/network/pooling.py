@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import tvm
 from tvm import relax
-from tvm.relax.dpl import is_op, rewrite_call, wildcard
+from tvm.relax.dpl import is_op, wildcard
+
+from ..relax_rewrite import map_functions, rewrite_calls
 
 MIN_WINDOW = 5  # below it the second pass over memory costs more than the comparisons it saves
 
@@ -39,11 +41,4 @@ def separable_max_pools(mod: tvm.IRModule, _ctx: tvm.transform.PassContext) -> t
     both sides as a 1 x k pool followed by a k x 1 pool: the same values, 2k comparisons per
     output instead of k^2."""
     pattern = is_op("relax.nn.max_pool2d")(wildcard())
-
-    def rewriter(expr: relax.Expr, matches: dict) -> relax.Expr:
-        separated = _separated(matches[pattern])  # the call itself where `expr` is a variable bound to it
-        return expr if separated is None else separated
-
-    functions = {gv: rewrite_call(pattern, rewriter, func) if isinstance(func, relax.Function) else func
-                 for gv, func in mod.functions_items()}
-    return tvm.IRModule(functions, attrs=mod.attrs, global_infos=mod.global_infos)
+    return map_functions(mod, lambda func: rewrite_calls(pattern, lambda call, _: _separated(call), func))
