@@ -33,6 +33,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       mutate.py            mutators (tile size, unroll, parallel, compute location, GPU threads/vector) and crossover
       evolve.py            the evolutionary search: population, roulette selection, eps-greedy  <- the heart
       random_search.py     the random-search strategy
+      transfer.py          another task's best programs re-fitted to a task's shapes, lent to its first round
       strategies.py        every strategy by name
     measure/               running programs
       measurer.py          the Measurer interface and MeasureResult

@@ -86,6 +86,10 @@ class SearchConfig:
     scheduler_beta: float = 2.0  # how far below a similar task's FLOPS a task is expected to stay
     scheduler_backward_window: int = 3  # rounds over which the backward term is taken
     task_early_stop_trials: int = 0  # stop a task after this many trials without improvement; 0 never
+    warmup_order: str = "calls_flops"  # first rounds heaviest first (calls x FLOPs), or "given" (Ansor)
+    warmup_trials: int = 16  # size of a task's first round, at most the round size; 0: the round size (Ansor)
+    transfer_programs: int = 4  # a task's first round measures up to this many best programs of
+    #                             other tasks re-fitted to its shapes, at most half the round (search/transfer.py); 0 off
 
     # --- measurement ---
     number: int = 1  # calls per timed repeat (raised until min_repeat_ms is reached)

@@ -14,7 +14,12 @@ negative:
 
 "Similar" tasks share an operator pattern (the same fused function modulo shapes); their best
 FLOPS says what this task could reach. MetaSchedule drops that term; we keep it.
-`round_robin` is the ablation alternative. A task whose best has not improved for
+`round_robin` is the ablation alternative.
+
+Warm-up rounds go heaviest task first (calls x FLOPs, `warmup_order`), so that by the time the
+many light tasks of a network start, the heavy ones they resemble have programs to lend them
+(search/transfer.py) and the shared cost model has learned from them; Ansor takes the tasks in
+the order given. A task whose best has not improved for
 `task_early_stop_trials` of its own trials stops getting rounds, and so does a task whose
 space ran dry or that has produced no valid program in its warm-up.
 """
@@ -31,6 +36,7 @@ from .config import SearchConfig
 
 NO_PROGRAM_S = 1e10  # stands in for the latency of a task with no valid program yet (as Ansor)
 TASK_SCHEDULERS = ("gradient", "round_robin")  # SearchConfig.task_scheduler
+WARMUP_ORDERS = ("calls_flops", "given")  # SearchConfig.warmup_order
 
 
 @dataclass
@@ -91,6 +97,10 @@ def gradient(i: int, tasks: list[TaskProgress], config: SearchConfig) -> float:
 class TaskScheduler:
     def __init__(self, tasks: list[TaskProgress], config: SearchConfig, rng: np.random.Generator):
         self.tasks, self.config, self.rng = tasks, config, rng
+        order = range(len(tasks))
+        if config.warmup_order == "calls_flops":  # stable: equal work keeps the given order
+            order = sorted(order, key=lambda i: -tasks[i].weight * tasks[i].flops)
+        self.warmup_order = list(order)
 
     def live(self) -> list[int]:
         return [i for i, t in enumerate(self.tasks) if not t.stopped]
@@ -100,7 +110,7 @@ class TaskScheduler:
         live = self.live()
         if not live:
             return None
-        warm_up = [i for i in live if self.tasks[i].rounds == 0]
+        warm_up = [i for i in self.warmup_order if not self.tasks[i].stopped and self.tasks[i].rounds == 0]
         if warm_up:
             return warm_up[0]
         if self.config.task_scheduler == "round_robin":

@@ -31,7 +31,9 @@ from .model.cost_model import CostModel, SharedModel, make_cost_model, normalize
 from .records import RecordStore, Trial
 from .scheduler import NO_PROGRAM_S, TaskProgress, TaskScheduler, objective_s, similarity_group
 from .search.strategies import STRATEGIES
+from .search.strategy import Proposal
 from .search.trace import PHASES
+from .search.transfer import Donor, transferred
 from .space.program import Applied
 from .space.search_space import SearchSpace
 from .space.steps import InvalidProgram
@@ -140,15 +142,24 @@ class TaskTuner:
     def best(self) -> Trial | None:
         return best_trial(self.history, self.space)
 
-    def tune_round(self, size: int, measurer: Measurer) -> dict | None:
-        """Propose `size` new programs, measure and record them, learn from them; returns the
-        round's record, or None when the space has nothing new to offer."""
+    def as_donor(self) -> Donor | None:
+        """This task's best program, to lend to tasks that have not started (search/transfer.py)."""
+        best = self.best
+        return best and Donor(self.task.name, best.index, str(self.task.target), best.sketch_fingerprint,
+                              best.program.decisions, best.median_s)
+
+    def tune_round(self, size: int, measurer: Measurer, lent: list[tuple[Applied, Donor]] = ()) -> dict | None:
+        """Measure the `lent` programs (other tasks' programs re-fitted to this one) and as many
+        new programs as the strategy proposes to make `size`, record them all, let the strategy
+        learn from them; returns the round's record, or None when nothing new was left to measure."""
         if not self._replayed:
             self._replayed = True
             if self.history:  # a resumed strategy re-learns from the records first
                 self.strategy.observe(replay_history(self.space, self.history))
         began = time.perf_counter()
-        proposals = self.strategy.propose(size, self.seen)
+        proposals = [Proposal(applied, float("nan"), donor.origin) for applied, donor in lent]
+        self.seen.update(p.applied.program.key() for p in proposals)
+        proposals += self.strategy.propose(size - len(proposals), self.seen)
         proposed_s = time.perf_counter() - began
         if not proposals:
             return None
@@ -172,8 +183,9 @@ class TaskTuner:
                   "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
                   "split_s": {phase: split_s.get(phase, 0.0) for phase in PHASES},
                   "failed": sum(not r.ok for r in results),
-                  "rank_correlation": rank_correlation(np.array([p.score for p in proposals]),
-                                                       normalized_throughput(np.array([r.median_s for r in results]))),
+                  "lent": len(lent),
+                  "rank_correlation": rank_correlation(np.array([p.score for p in proposals[len(lent):]]),
+                                                       normalized_throughput(np.array([r.median_s for r in results]))[len(lent):]),
                   "best_ms": best.median_s * 1e3 if best else None}
         self.rounds.append(record)
         self.store.append_round(record)
@@ -256,10 +268,25 @@ def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
     return progress
 
 
+def lend_programs(tuner: TaskTuner, tuners: list[TaskTuner], size: int) -> list[tuple[Applied, Donor]]:
+    """For a task's first round of `size` trials: the best programs of the other tasks re-fitted
+    to it, at most `transfer_programs` and half the round. Donors of the same similarity group
+    come first, then those nearest in FLOPs."""
+    limit = min(tuner.config.transfer_programs, size // 2)
+    if limit < 1:
+        return []
+    group, flops = similarity_group(tuner.task.name), max(tuner.task.flops, 1.0)
+    others = sorted((t for t in tuners if t is not tuner and t.best),
+                    key=lambda t: (similarity_group(t.task.name) != group,
+                                   abs(math.log(max(t.task.flops, 1.0) / flops)), t.task.name))
+    return transferred(tuner.space, str(tuner.task.target), [t.as_donor() for t in others], limit, tuner.seen)
+
+
 def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                progress: bool = True, measurer: Measurer | None = None) -> TasksResult:
     """Tune `tasks` until `trials` are recorded for them in `work_dir`, in rounds of
-    min(trials_per_round, trials / number of tasks) handed out by the task scheduler."""
+    min(trials_per_round, trials / number of tasks) handed out by the task scheduler; a task's
+    first round is at most `warmup_trials` and measures programs lent by the tasks before it."""
     start = time.perf_counter()
     config = validate(config)
     store = RecordStore(work_dir)
@@ -278,13 +305,17 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     for i in range(len(tuners)):
         scheduler.update_stop(i)
     per_round = max(1, min(config.trials_per_round, trials // max(1, len(tasks))))
+    first_round = min(per_round, config.warmup_trials) if config.warmup_trials else per_round
     with measurer or LocalMeasurer(config) as measurer, \
             tqdm(total=trials, initial=min(recorded, trials), disable=not progress, desc="tuning",
                  unit="trial") as bar:
         while recorded < trials and (i := scheduler.next_task()) is not None:
             tuner = tuners[i]
             before = len(tuner.history)
-            record = tuner.tune_round(min(per_round, trials - recorded), measurer)
+            starting = scheduler.tasks[i].rounds == 0
+            size = min(first_round if starting else per_round, trials - recorded)
+            lent = lend_programs(tuner, tuners, size) if starting else []
+            record = tuner.tune_round(size, measurer, lent)
             if record is None:
                 scheduler.stop(i, "no new programs left in its space")
             else:

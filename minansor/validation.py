@@ -16,7 +16,7 @@ from .data_layout import DATA_LAYOUTS
 from .errors import UserError
 from .model.cost_model import COST_MODELS
 from .model.features import FEATURE_SETS
-from .scheduler import TASK_SCHEDULERS
+from .scheduler import TASK_SCHEDULERS, WARMUP_ORDERS
 from .search.mutate import parse_weights
 from .search.strategies import STRATEGIES
 from .space.annotate import TILE_SAMPLINGS
@@ -38,6 +38,7 @@ def validate(config: SearchConfig) -> SearchConfig:
     _one_of(config.layout_rewrite, LAYOUT_REWRITES, "layout rewrite")
     _one_of(config.cost_model, COST_MODELS, "cost model")
     _one_of(config.task_scheduler, TASK_SCHEDULERS, "task scheduler")
+    _one_of(config.warmup_order, WARMUP_ORDERS, "warm-up order")
     _one_of(config.features, FEATURE_SETS, "feature set")
     for name in ("mutation_probability", "crossover_probability", "eps_greedy", "init_measured_ratio",
                  "scheduler_alpha", "refine_share"):
@@ -69,6 +70,9 @@ def validate(config: SearchConfig) -> SearchConfig:
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")
+    for name in ("warmup_trials", "transfer_programs", "task_early_stop_trials"):
+        if getattr(config, name) < 0:
+            raise UserError(f"config field {name} must be >= 0, got {getattr(config, name)}")
     return config
 
 

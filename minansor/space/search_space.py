@@ -15,9 +15,9 @@ from ..tir.amx import has_amx
 from ..tir.vnni import has_vnni
 from . import cpu_rules, gpu_rules
 from .annotate import random_program
-from .program import Applied, Program, apply_program
+from .program import Applied, Program, apply_program, materialize
 from .sketch import Sketch, derive
-from .steps import InvalidProgram
+from .steps import Decide, InvalidProgram
 
 
 def for_target(config: SearchConfig, target: tvm.target.Target) -> SearchConfig:
@@ -70,6 +70,10 @@ class SearchSpace:
     def apply(self, program: Program) -> Applied:
         """Replay a program; raises InvalidProgram."""
         return self._checked(apply_program(self.task.mod, self.sketches, program))
+
+    def materialize(self, sketch: int, decide: Decide) -> Applied:
+        """Sketch `sketch` with every knob settled by `decide`; raises InvalidProgram."""
+        return self._checked(materialize(self.task.mod, self.sketches, sketch, decide))
 
     def _checked(self, applied: Applied) -> Applied:
         """On a GPU, a program beyond the target's limits is invalid before it is ever built."""
