@@ -46,6 +46,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
+def time_alternately(network, libraries: dict[str, str], rounds: int, repeats: int, seed: int,
+                     target) -> dict[str, float]:
+    """Seconds per label: each tuned library (label -> exported path) and every engine installed
+    for `network`, timed in `rounds` interleaved rounds of `repeats` runs (median per round, the
+    best round kept)."""
+    inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
+    engines = network_engines(network, print)
+    best: dict[str, float] = {}
+    for round_index in range(rounds):
+        print(f"timing round {round_index + 1}/{rounds}", flush=True)
+        for label, library in libraries.items():
+            best[label] = min(best.get(label, np.inf), run_library(library, inputs, repeats, target, None).median_s)
+        for engine in engines:
+            seconds = median_time(lambda: engine.forward(inputs), repeats, warmup=3)[0]
+            key = f"{engine.name} ({engine.precision})"
+            best[key] = min(best.get(key, np.inf), seconds)
+    return best
+
+
+def commit_of_this_checkout() -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,19 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         built[label] = tune_network(network, config, os.path.join(work_dir, _slug(label)), args.trials, args.seed,
                                     target, progress=not args.no_progress, measure_untuned=False,
                                     compare_engines=False, log=print)
-    inputs = [spec.random(np.random.default_rng(args.seed)) for spec in network.inputs]
-    engines = network_engines(network, print)
-    best: dict[str, float] = {}
-    for round_index in range(args.rounds):
-        print(f"timing round {round_index + 1}/{args.rounds}", flush=True)
-        for label, result in built.items():
-            seconds = run_library(result.library, inputs, args.repeats, target, None).median_s
-            best[f"minansor, {label}"] = min(best.get(f"minansor, {label}", np.inf), seconds)
-        for engine in engines:
-            seconds = median_time(lambda: engine.forward(inputs), args.repeats, warmup=3)[0]
-            key = f"{engine.name} ({engine.precision})"
-            best[key] = min(best.get(key, np.inf), seconds)
-
+    best = time_alternately(network, {f"minansor, {label}": result.library for label, result in built.items()},
+                            args.rounds, args.repeats, args.seed, target)
     reference = best["minansor, default"]
     rows = []
     for key, seconds in sorted(best.items(), key=lambda kv: kv[1]):
@@ -100,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                      "tuning_wall_s": result.tuning.wall_s if result else None,
                      "check": ("ok" if result.tuned_check.ok else f"FAILED: {result.tuned_check.detail}") if result else ""})
     command = "python experiments/ablate_network.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
+    commit = commit_of_this_checkout()
     lines = [f"# {network.name}: {changes} against the default, {args.trials} trials each", "",
              f"Command: `{command}` (at commit {commit})", "", f"Machine: {machine()}", "",
              f"Both builds tuned from nothing with seed {args.seed}; every runtime timed in {args.rounds} "
