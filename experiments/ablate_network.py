@@ -47,21 +47,25 @@ def _slug(text: str) -> str:
 
 
 def time_alternately(network, libraries: dict[str, str], rounds: int, repeats: int, seed: int,
-                     target) -> dict[str, float]:
+                     target, more: tuple = ()) -> dict[str, float]:
     """Seconds per label: each tuned library (label -> exported path) and every engine installed
-    for `network`, timed in `rounds` interleaved rounds of `repeats` runs (median per round, the
-    best round kept)."""
-    inputs = [spec.random(np.random.default_rng(seed)) for spec in network.inputs]
-    engines = network_engines(network, print)
+    for `network`, and for each (network, libraries) in `more` (another precision of the model),
+    timed in `rounds` interleaved rounds of `repeats` runs (median per round, best round kept).
+    Engines are labelled "<engine> (<precision>)", those of a network in `more` "<network>: <engine> (<precision>)"."""
+    runs = []
+    for net, libs in ((network, libraries), *more):
+        inputs = [spec.random(np.random.default_rng(seed)) for spec in net.inputs]
+        prefix = f"{net.name}: " if net is not network else ""
+        runs += [(label, lambda lib=lib, x=inputs: run_library(lib, x, repeats, target, None).median_s)
+                 for label, lib in libs.items()]
+        runs += [(f"{prefix}{e.name} ({e.precision})",
+                  lambda e=e, x=inputs: median_time(lambda: e.forward(x), repeats, warmup=3)[0])
+                 for e in network_engines(net, print)]
     best: dict[str, float] = {}
     for round_index in range(rounds):
         print(f"timing round {round_index + 1}/{rounds}", flush=True)
-        for label, library in libraries.items():
-            best[label] = min(best.get(label, np.inf), run_library(library, inputs, repeats, target, None).median_s)
-        for engine in engines:
-            seconds = median_time(lambda: engine.forward(inputs), repeats, warmup=3)[0]
-            key = f"{engine.name} ({engine.precision})"
-            best[key] = min(best.get(key, np.inf), seconds)
+        for label, timed in runs:
+            best[label] = min(best.get(label, np.inf), timed())
     return best
 
 

@@ -33,6 +33,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       mutate.py            mutators (tile size, unroll, parallel, compute location, GPU threads/vector) and crossover
       evolve.py            the evolutionary search: population, roulette selection, eps-greedy  <- the heart
       random_search.py     the random-search strategy
+      local_search.py      coordinate descent on hardware around the measured best, one knob one step at a time
       transfer.py          another task's best programs re-fitted to a task's shapes, lent to its first round
       strategies.py        every strategy by name
     measure/               running programs
@@ -43,6 +44,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       replay.py            the replay runner: answers from recorded measurements (exact or nearest)
       peak.py              this machine's peaks, measured: fp32 by an FMA-bound kernel, int8 by vpdpbusd, AMX tiles; STREAM bandwidth
     records.py             MetaSchedule JSON database + trials.jsonl, tasks.jsonl, rounds.jsonl; resume; replay_from
+    records_library.py     earlier work dirs (--records) a run learns from: donors for matching tasks, pretraining data
     scheduler.py           the task scheduler: which task gets the next round (Ansor's gradient)
     relax_rewrite.py       graph rewrites over a module's Relax functions, each handed the matched call
     data_layout.py         a network's activations in NCHW as imported or NHWC (SearchConfig.data_layout)

@@ -131,12 +131,19 @@ def cmd_tune_model(args) -> int:
 
     if args.trials < 1:
         raise UserError("--trials must be at least 1")
-    network = load_model(args.model, args.seed, args.precision.replace("-", " "))
     config = _config(args)
+    library = None
+    if args.records:  # read (and refused) before anything is written to the work dir
+        from .records_library import read_library
+        from .tasks.targets import resolve_target
+
+        library = read_library(args.records, resolve_target(args.target), config,
+                               log=lambda line: print(line, flush=True), progress=not args.no_progress)
+    network = load_model(args.model, args.seed, args.precision.replace("-", " "))
     result = tune_network(network, config, args.work_dir, args.trials, args.seed, args.target,
                           progress=not args.no_progress, repeats=args.repeats,
                           measure_untuned=not args.skip_untuned, log=lambda line: print(line, flush=True),
-                          measurer=_measurer(args, config))
+                          measurer=_measurer(args, config), library=library)
     headers, rows = result.task_rows()
     print(format_table(headers, rows))
     checks = [result.tuned_check] + ([result.untuned_check] if result.untuned_check else [])
@@ -274,6 +281,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "work_dirs/tune-model", "records of all tasks", "task_scheduler=round_robin")
     p.add_argument("--repeats", type=int, default=5, help="timed end-to-end runs; the median is reported (default 5)")
     p.add_argument("--skip-untuned", action="store_true", help="do not time the untuned build (slow for big models)")
+    p.add_argument("--records", nargs="+", metavar="DIR",
+                   help="work dirs of earlier runs (another network, budget or seed) on the same target to learn "
+                        "from: their measurements pretrain the cost model and their best programs start matching "
+                        "tasks (docs/concepts/records.md)")
     add_rpc_options(p)
 
     p = add("report", "Plot a tuning run from its records (best latency vs trials, predicted vs measured, time "

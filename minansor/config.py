@@ -54,6 +54,8 @@ class SearchConfig:
     mutators: str = "tile_size:0.90,compute_location:0.05,unroll:0.03,parallel:0.02"
     gpu_mutators: str = "tile_size:0.90,unroll:0.04,threads:0.03,vector:0.03"  # a GPU program's knobs
     eps_greedy: float = 0.05  # share of each round measured at random
+    local_search: bool = False  # a task whose last round left its best unchanged first measures the best's
+    #                             unmeasured neighbours, one knob one step away (search/local_search.py)
     refine_share: float = 0.0  # share of each round given to local refinement (EvolutionarySearch.refinements)
     refine_parents: int = 8  # best measured programs whose neighbourhood is refined
     refine_draws: int = 32  # mutations drawn per refined parent

@@ -168,6 +168,10 @@ class RecordStore:
         # A truncated line is left out: that task is described again on its next trial.
         return {obj["task"]: obj for obj in _json_lines(self.tasks_path)[0] if isinstance(obj, dict) and "task" in obj}
 
+    def task_targets(self) -> dict[str, dict]:
+        """The target of every task described in tasks.jsonl, by name (without loading its TIR)."""
+        return {name: obj["target"] for name, obj in self._read_tasks().items()}
+
     def load_tasks(self) -> dict[str, Task]:
         """The tasks described in tasks.jsonl, by name."""
         return {name: Task.from_module(name, tvm.ir.load_json(obj["mod"]), obj["target"], int(obj["weight"]))

@@ -152,7 +152,8 @@ def config_line(config: SearchConfig | None) -> str:
 
 
 def markdown(work_dir: str, summaries: list[TaskSummary], rounds: list[dict], skipped: int,
-             plots: dict[str, str], config: SearchConfig | None = None) -> str:
+             plots: dict[str, str], config: SearchConfig | None = None,
+             origins: dict[str, tuple[int, int]] | None = None) -> str:
     totals: dict[str, float] = {}
     for r in rounds:
         for phase, seconds in round_split(r).items():
@@ -169,8 +170,31 @@ def markdown(work_dir: str, summaries: list[TaskSummary], rounds: list[dict], sk
                      f"{s.rank_correlation:.2f} | {s.valid_rate:.1%} |")
     lines += ["", "Time split of all rounds:", "", "| phase | seconds | share |", "|---|---|---|"]
     lines += [f"| {phase} | {seconds:.1f} | {seconds / whole:.1%} |" for phase, seconds in totals.items() if whole]
+    if origins:
+        lines += ["", "Where the trials and each task's best came from (`transfer`: lent by another task; "
+                      "`local`: coordinate descent around the best):", "",
+                  *markdown_table(["origin", "trials", "task bests"],
+                                  [[kind, trials, bests] for kind, (trials, bests) in origins.items()])]
     lines += [""] + [f"![{name}]({os.path.basename(path)})" for name, path in plots.items()]
     return "\n".join(lines) + "\n"
+
+
+def origin_kind(trial: Trial) -> str:
+    """random, copy, mutate, crossover, refine, transfer, local (the origin before its first colon)."""
+    return str(trial.meta.get("origin", "unknown")).split(":", 1)[0]
+
+
+def origin_counts(trials: list[Trial]) -> dict[str, tuple[int, int]]:
+    """Per origin kind: (trials, tasks whose best trial has it)."""
+    counts: dict[str, list[int]] = {}
+    best: dict[str, Trial] = {}
+    for t in trials:
+        counts.setdefault(origin_kind(t), [0, 0])[0] += 1
+        if t.ok and (t.task not in best or t.median_s < best[t.task].median_s):
+            best[t.task] = t
+    for t in best.values():
+        counts[origin_kind(t)][1] += 1
+    return {kind: (n, b) for kind, (n, b) in sorted(counts.items(), key=lambda kv: -kv[1][0])}
 
 
 def write_report(work_dir: str) -> tuple[str, list[TaskSummary]]:
@@ -186,5 +210,6 @@ def write_report(work_dir: str) -> tuple[str, list[TaskSummary]]:
     plot_time(rounds, plots["time split per round"])
     path = os.path.join(work_dir, "report.md")
     with open(path, "w", encoding="utf-8") as f:
-        f.write(markdown(work_dir, summaries, rounds, store.skipped_lines, plots, store.load_config()))
+        f.write(markdown(work_dir, summaries, rounds, store.skipped_lines, plots, store.load_config(),
+                         origin_counts(trials)))
     return path, summaries

@@ -29,7 +29,9 @@ from .measure.measurer import Measurer
 from .measure.verify import CheckResult, check_against_untuned
 from .model.cost_model import CostModel, SharedModel, make_cost_model, normalized_throughput, rank_correlation
 from .records import RecordStore, Trial
+from .records_library import RecordsLibrary
 from .scheduler import NO_PROGRAM_S, TaskProgress, TaskScheduler, objective_s, similarity_group
+from .search.local_search import unmeasured_neighbours
 from .search.strategies import STRATEGIES
 from .search.strategy import Proposal
 from .search.trace import PHASES
@@ -146,12 +148,19 @@ class TaskTuner:
         """This task's best program, to lend to tasks that have not started (search/transfer.py)."""
         best = self.best
         return best and Donor(self.task.name, best.index, str(self.task.target), best.sketch_fingerprint,
-                              best.program.decisions, best.median_s)
+                              best.program.decisions, best.median_s, self.task.flops, self.task.identity)
+
+    def stalled(self) -> bool:
+        """Whether the task's last round left its best where it was (read from the records)."""
+        best = self.best
+        return best is not None and self.round_index >= 2 and best.round < self.round_index - 1
 
     def tune_round(self, size: int, measurer: Measurer, lent: list[tuple[Applied, Donor]] = ()) -> dict | None:
-        """Measure the `lent` programs (other tasks' programs re-fitted to this one) and as many
-        new programs as the strategy proposes to make `size`, record them all, let the strategy
-        learn from them; returns the round's record, or None when nothing new was left to measure."""
+        """Measure the `lent` programs (other tasks' programs re-fitted to this one); with
+        `local_search`, when the last round did not improve the best, its unmeasured neighbours
+        (search/local_search.py); then as many new programs as the strategy proposes to make
+        `size`. Record them all, let the strategy learn from them; returns the round's record, or
+        None when nothing new was left to measure."""
         if not self._replayed:
             self._replayed = True
             if self.history:  # a resumed strategy re-learns from the records first
@@ -159,6 +168,12 @@ class TaskTuner:
         began = time.perf_counter()
         proposals = [Proposal(applied, float("nan"), donor.origin) for applied, donor in lent]
         self.seen.update(p.applied.program.key() for p in proposals)
+        if self.config.local_search and self.stalled():
+            best = self.space.apply(self.best.program)
+            proposals += [Proposal(applied, float("nan"), "local", (best.program.key(),))
+                          for applied in unmeasured_neighbours(self.space, best, self.seen, size - len(proposals))]
+            self.seen.update(p.applied.program.key() for p in proposals)
+        unscored = len(proposals)
         proposals += self.strategy.propose(size - len(proposals), self.seen)
         proposed_s = time.perf_counter() - began
         if not proposals:
@@ -183,9 +198,9 @@ class TaskTuner:
                   "search_s": proposed_s + learned_s, "propose_s": proposed_s, "learn_s": learned_s,
                   "split_s": {phase: split_s.get(phase, 0.0) for phase in PHASES},
                   "failed": sum(not r.ok for r in results),
-                  "lent": len(lent),
-                  "rank_correlation": rank_correlation(np.array([p.score for p in proposals[len(lent):]]),
-                                                       normalized_throughput(np.array([r.median_s for r in results]))[len(lent):]),
+                  "lent": len(lent), "local": unscored - len(lent),
+                  "rank_correlation": rank_correlation(np.array([p.score for p in proposals[unscored:]]),
+                                                       normalized_throughput(np.array([r.median_s for r in results]))[unscored:]),
                   "best_ms": best.median_s * 1e3 if best else None}
         self.rounds.append(record)
         self.store.append_round(record)
@@ -268,25 +283,30 @@ def _progress_from_records(tuner: TaskTuner) -> TaskProgress:
     return progress
 
 
-def lend_programs(tuner: TaskTuner, tuners: list[TaskTuner], size: int) -> list[tuple[Applied, Donor]]:
-    """For a task's first round of `size` trials: the best programs of the other tasks re-fitted
-    to it, at most `transfer_programs` and half the round. Donors of the same similarity group
-    come first, then those nearest in FLOPs."""
+def lend_programs(tuner: TaskTuner, tuners: list[TaskTuner], size: int,
+                  library: list[Donor] = ()) -> list[tuple[Applied, Donor]]:
+    """For a task's first round of `size` trials: the best programs of the other tasks (and of the
+    records `library`) re-fitted to it, at most `transfer_programs` and half the round. Donors of
+    the very same PrimFunc come first, then those of the same similarity group, then the nearest
+    in FLOPs."""
     limit = min(tuner.config.transfer_programs, size // 2)
     if limit < 1:
         return []
-    group, flops = similarity_group(tuner.task.name), max(tuner.task.flops, 1.0)
-    others = sorted((t for t in tuners if t is not tuner and t.best),
-                    key=lambda t: (similarity_group(t.task.name) != group,
-                                   abs(math.log(max(t.task.flops, 1.0) / flops)), t.task.name))
-    return transferred(tuner.space, str(tuner.task.target), [t.as_donor() for t in others], limit, tuner.seen)
+    task = tuner.task
+    group, flops = similarity_group(task.name), max(task.flops, 1.0)
+    donors = [t.as_donor() for t in tuners if t is not tuner and t.best] + list(library)
+    donors.sort(key=lambda d: (d.identity != task.identity, similarity_group(d.task) != group,
+                               abs(math.log(max(d.flops, 1.0) / flops)), d.source, d.task))
+    return transferred(tuner.space, str(task.target), donors, limit, tuner.seen)
 
 
 def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
-               progress: bool = True, measurer: Measurer | None = None) -> TasksResult:
+               progress: bool = True, measurer: Measurer | None = None,
+               library: RecordsLibrary | None = None) -> TasksResult:
     """Tune `tasks` until `trials` are recorded for them in `work_dir`, in rounds of
     min(trials_per_round, trials / number of tasks) handed out by the task scheduler; a task's
-    first round is at most `warmup_trials` and measures programs lent by the tasks before it."""
+    first round is at most `warmup_trials` and measures programs lent by the tasks before it and
+    by the records `library` (records_library.py), whose measurements also pretrain the shared model."""
     start = time.perf_counter()
     config = validate(config)
     store = RecordStore(work_dir)
@@ -299,6 +319,9 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
     model_rng, scheduler_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, recorded]).spawn(2))
     shared = (SharedModel(make_cost_model(model_rng, config))
               if config.share_cost_model and config.search == "evolutionary" else None)
+    library = library or RecordsLibrary()
+    if shared:
+        shared.pretrain(library.measurements)
     tuners = [TaskTuner(task, config, store, seed, by_task[task.name], shared.for_task(task.name) if shared else None)
               for task in tasks]
     scheduler = TaskScheduler([_progress_from_records(t) for t in tuners], config, scheduler_rng)
@@ -314,7 +337,7 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
             before = len(tuner.history)
             starting = scheduler.tasks[i].rounds == 0
             size = min(first_round if starting else per_round, trials - recorded)
-            lent = lend_programs(tuner, tuners, size) if starting else []
+            lent = lend_programs(tuner, tuners, size, library.donors) if starting else []
             record = tuner.tune_round(size, measurer, lent)
             if record is None:
                 scheduler.stop(i, "no new programs left in its space")

@@ -12,9 +12,19 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 from minansor.config import SearchConfig
 
 
-@pytest.fixture
-def fast_config() -> SearchConfig:
+def _fast_config() -> SearchConfig:
     """Measurement settings for tests: one short repeat, small rounds."""
     return dataclasses.replace(SearchConfig(), number=1, repeat=1, min_repeat_ms=1, trials_per_round=8,
                                population=48, generations=2, min_fresh_random=16,
                                build_timeout_s=60, run_timeout_s=30)
+
+
+@pytest.fixture
+def fast_config() -> SearchConfig:
+    return _fast_config()
+
+
+@pytest.fixture(scope="module")
+def fast_config_module() -> SearchConfig:
+    """The same, for module-scoped fixtures."""
+    return _fast_config()

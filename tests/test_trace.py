@@ -73,6 +73,9 @@ def test_report_writes_three_plots_and_a_summary(tuned, capsys):
         assert os.path.getsize(os.path.join(work, name)) > 1000
     text = open(os.path.join(work, "report.md")).read()
     assert "| gemm-32x32x32 | 32 | 0 | 4 |" in text and "| evolution |" in text
+    origins = text.split("Where the trials and each task's best came from")[1]
+    rows = [line.split("|")[1:4] for line in origins.splitlines() if line.startswith("| ") and "origin" not in line]
+    assert sum(int(trials) for _, trials, _ in rows) == 32 and sum(int(bests) for _, _, bests in rows) == 1
 
 
 def test_explain_shows_decisions_lineage_back_to_random_and_the_checked_program(tuned, capsys):

@@ -126,6 +126,17 @@ class SharedModel:
 
     def update_task(self, task_name: str, features: list[np.ndarray], costs: np.ndarray) -> None:
         self._data[task_name] = (features, np.asarray(costs, dtype=float))
+        self._train()
+
+    def pretrain(self, measured: dict[str, tuple[list[np.ndarray], np.ndarray]]) -> None:
+        """Learn first from tasks measured elsewhere (a records library): name -> (features, seconds);
+        they stay in the training data of every later update."""
+        for name, (features, costs) in measured.items():
+            self._data[name] = (features, np.asarray(costs, dtype=float))
+        if measured:
+            self._train()
+
+    def _train(self) -> None:
         features_all = [f for fs, _ in self._data.values() for f in fs]
         # Per-task normalization, expressed as costs: best / cost within each task.
         labels = np.concatenate([normalized_throughput(c) for _, c in self._data.values()])

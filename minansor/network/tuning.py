@@ -19,6 +19,7 @@ from ..measure.measurer import Measurer, NetworkTiming
 from ..measure.verify import CheckResult
 from ..plots import pyplot, save
 from ..records import RecordStore, Trial
+from ..records_library import RecordsLibrary
 from ..tasks.targets import cross_compiler, resolve_target
 from ..tune import TasksResult, tune_tasks
 from .extract import NetworkTask, extract_tasks
@@ -116,12 +117,13 @@ def plot_network(curve: list[tuple[int, float]], untuned_s: float | None, tuned_
 def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                  target="cpu", progress: bool = True, repeats: int = 5, measure_untuned: bool = True,
                  log: Callable[[str], None] = lambda line: None, measurer: Measurer | None = None,
-                 compare_engines: bool = True) -> NetworkResult:
+                 compare_engines: bool = True, library: RecordsLibrary | None = None) -> NetworkResult:
     """Optimize the graph, extract tasks, tune them with the task scheduler until `trials` are
     recorded in `work_dir`, build with the best records, export the library, time the network
     untuned and tuned, and check the outputs against the source framework; on this machine, time
     the other engines on the same model (`compare_engines`). A `measurer` with devices behind an
-    RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there."""
+    RPC tracker (rpc.RPCMeasurer) measures the candidates and the network there. `library`: records
+    of earlier runs to learn from (records_library.py)."""
     target = resolve_target(target)
     fused = optimize_for(network.mod, config, target, network.precision)
     before, after = graph_summary(network.mod), graph_summary(fused)
@@ -141,7 +143,7 @@ def tune_network(network: Network, config: SearchConfig, work_dir: str, trials: 
         log("timing the untuned network")
         untuned = run(build(fused, target)[0], inputs, repeats, target, measurer)
         untuned_check = check_against_reference(network, untuned.outputs, inputs, config)
-    tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress, measurer)
+    tuning = tune_tasks(tunable, config, work_dir, trials, seed, progress, measurer, library)
     store = RecordStore(work_dir)
     executable, tuned_functions = build(fused, target, store.database)
     library = os.path.join(work_dir, f"{network.name}.so")

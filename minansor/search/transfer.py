@@ -35,10 +35,14 @@ class Donor:
     fingerprint: str  # of its sketch
     decisions: tuple[tuple[str, Any], ...]
     seconds: float
+    flops: float = 0.0  # of its task
+    identity: str = ""  # its task's PrimFunc, by structural hash: equal ones are the same task
+
+    source: str = ""  # the work dir it comes from, if not this run's (records_library.py)
 
     @property
     def origin(self) -> str:
-        return f"transfer:{self.task}#{self.trial_index}"
+        return f"transfer:{self.source + ':' if self.source else ''}{self.task}#{self.trial_index}"
 
 
 def refit_tile(factors: tuple[int, ...], knob: Knob) -> tuple[int, ...]:

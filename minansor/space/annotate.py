@@ -51,7 +51,7 @@ def sample_tile(knob: Knob, rng: np.random.Generator, how: str, attempts: int = 
     A per-prime draw whose innermost factor is too large is drawn again, `attempts` times at
     most, then the draw is uniform over the factorizations that fit."""
     if how == "per_prime":
-        primes = _prime_factors(knob.extent)
+        primes = prime_factors(knob.extent)
         for _ in range(attempts):
             factors = [1] * knob.parts
             for p in primes:
@@ -80,7 +80,7 @@ def random_program(mod: tvm.IRModule, sketches: list[Sketch], sketch_index: int,
                                                            config.tile_sampling_attempts))
 
 
-def _prime_factors(n: int) -> list[int]:
+def prime_factors(n: int) -> list[int]:
     out, p = [], 2
     while p * p <= n:
         while n % p == 0:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
+from functools import cached_property
 
 import ml_dtypes
 import numpy as np
 import tvm
+import tvm_ffi
 from tvm import te, tirx
 from tvm.s_tir import Schedule
 
@@ -50,6 +51,11 @@ class Task:
         """The bytes every argument holds: what a program must at least read and write once."""
         return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in self.args if a.dtype != "bfloat16") + \
             sum(2 * math.prod(a.shape) for a in self.args if a.dtype == "bfloat16")
+
+    @cached_property
+    def identity(self) -> str:
+        """The PrimFunc's structural hash: tasks of equal identity are the same computation."""
+        return f"{tvm_ffi.structural_hash(self.mod['main']) & (2 ** 64 - 1):016x}"
 
     @property
     def layout_free(self) -> tuple[int, ...]:
