@@ -35,6 +35,7 @@ from minansor.network.models import load_model  # noqa: E402
 from minansor.network.tuning import estimated_latency_curve, tune_network  # noqa: E402
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
+from minansor.report import markdown_table, origin_counts  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
 from minansor.validation import with_overrides  # noqa: E402
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError) as err:
         p.error(str(err))
 
-    libraries, estimated, measured_at, wall = {}, {}, {}, {}
+    libraries, estimated, measured_at, wall, origins, tasks = {}, {}, {}, {}, {}, 0
     for label, config in variants.items():
         for k in budgets:
             records = os.path.join(work_dir, _slug(label) + ("" if k == args.trials else f"-{k}"))
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             weights = {r.task.name: r.task.weight for r in result.tuning.results}
             estimated[(label, k)] = estimated_latency_curve(RecordStore(records).load(), weights)
             wall[(label, k)] = tuning_seconds(records)
+            origins[(label, k)] = origin_counts(RecordStore(records).load())
+            tasks = len(result.tuning.results)
     best = time_alternately(network, {f"minansor, {label}, {k} trials": path for (label, k), path in libraries.items()},
                             args.rounds, args.repeats, args.seed, target)
     for (label, k) in libraries:
@@ -105,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "python experiments/trials_to_quality.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     lines = [f"# {network.name}: trials to quality, default search against {other} (`{' '.join(changes)}`)", "",
              f"Command: `{command}` (at commit {commit_of_this_checkout()})", "", f"Machine: {machine()}", "",
-             f"Every run tuned from nothing with seed {args.seed}, at each budget on its own. Every build and engine "
+             f"{network.name}: {tasks} tasks. Every run tuned from nothing with seed {args.seed}, at each budget on its "
+             "own (rounds of min(64, budget / tasks) trials). Every build and engine "
              f"timed in {args.rounds} interleaved rounds of {args.repeats} runs (median per round, best round kept), "
              "batch 1.", "", f"**The default reaches {other}'s {args.trials}-trial latency ({goal * 1e3:.2f} ms measured) "
              + (f"with a budget of {reached} trials** (the smallest budget run at or below it)." if reached else
@@ -119,6 +123,12 @@ def main(argv: list[str] | None = None) -> int:
                      + " | ".join(f"{estimated[(label, k)][-1][1] * 1e3:.2f}" if estimated[(label, k)] else "-"
                                   for label in variants) + " | "
                      + " | ".join(f"{wall[(label, k)] / 60:.1f}" for label in variants) + " |")
+    kinds = sorted({kind for counts in origins.values() for kind in counts})
+    lines += ["", "Where the trials of each run and each task's final best came from (trials / task bests; "
+                  "`transfer`: lent by another task, `local`: coordinate descent around the best):", "",
+              *markdown_table(["run", *kinds], [[f"{label}, {k}", *(" / ".join(map(str, counts.get(kind, (0, 0))))
+                                                                   for kind in kinds)]
+                                               for (label, k), counts in origins.items()])]
     lines += ["", "| engine | ms | default build at the full budget / engine (below 1: the build is faster) |", "|---|---|---|"]
     for key, seconds in sorted(engines.items(), key=lambda kv: kv[1]):
         lines.append(f"| {key} | {seconds * 1e3:.2f} | {measured_at['default'][args.trials] / seconds:.2f} |")
@@ -134,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                    "estimated_ms": {f"{label}, {k}": [[count, s * 1e3] for count, s in curve]
                                     for (label, k), curve in estimated.items()},
                    "engines_ms": {key: s * 1e3 for key, s in engines.items()}, "reached_at": reached,
-                   "tuning_wall_s": {f"{label}, {k}": s for (label, k), s in wall.items()}}, f, indent=1)
+                   "tuning_wall_s": {f"{label}, {k}": s for (label, k), s in wall.items()},
+                   "origins": {f"{label}, {k}": counts for (label, k), counts in origins.items()}, "tasks": tasks}, f, indent=1)
     fig, ax = pyplot().subplots(figsize=(8, 4.5))
     for label, color in zip(variants, ("tab:blue", "tab:orange")):
         for k in budgets:
