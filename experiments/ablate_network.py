@@ -69,6 +69,16 @@ def time_alternately(network, libraries: dict[str, str], rounds: int, repeats: i
     return best
 
 
+def publish(base: str, lines: list[str], fig) -> None:
+    """The report's markdown (`lines`) and plot (`fig`) as base.md and base.png, and the report
+    printed: how every network experiment ends (each writes its own base.json)."""
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    save(fig, base + ".png")
+    print("\n".join(lines))
+    print(f"wrote {base}.md, .json, .png")
+
+
 def commit_of_this_checkout() -> str:
     return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                           cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or "unknown"
@@ -130,8 +140,6 @@ def main(argv: list[str] | None = None) -> int:
                      + f"{r['check']} |")
     os.makedirs(RESULTS, exist_ok=True)
     base = os.path.join(RESULTS, f"ablate-network-{name}")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
     with open(base + ".json", "w") as f:
         json.dump({"command": command, "machine": machine(), "model": network.name, "commit": commit, "changes": args.set,
                    "trials": args.trials, "seed": args.seed, "rows": rows}, f, indent=1)
@@ -139,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.barh([r["runtime"] for r in rows][::-1], [r["ms"] for r in rows][::-1], color="tab:blue")
     ax.set_xlabel("latency, ms (batch 1; best of interleaved rounds)")
     ax.set_title(f"{network.name}: {changes} vs default, {args.trials} trials")
-    save(fig, base + ".png")
-    print("\n".join(lines))
-    print(f"wrote {base}.md, .json, .png")
+    publish(base, lines, fig)
     return 0
 
 

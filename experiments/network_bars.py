@@ -28,14 +28,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.ablate_network import commit_of_this_checkout, time_alternately  # noqa: E402
+from experiments.ablate_network import commit_of_this_checkout, publish, time_alternately  # noqa: E402
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from experiments.reproduce_study import Row, measure_copies, measure_peaks, memory_bound, task_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
 from minansor.errors import UserError  # noqa: E402
 from minansor.network.models import load_model  # noqa: E402
 from minansor.network.tuning import tune_network  # noqa: E402
-from minansor.plots import pyplot, save  # noqa: E402
+from minansor.plots import pyplot  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
 
@@ -141,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(RESULTS, exist_ok=True)
     base = os.path.join(RESULTS, f"network-bars-{args.model}-{'-'.join(precisions)}-{args.trials}")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
     with open(base + ".json", "w") as f:
         json.dump({"command": command, "machine": machine(), "commit": commit_of_this_checkout(),
                    "trials": args.trials, "seed": args.seed, "peaks": peaks,
@@ -154,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             color=["tab:green" if key.startswith("minansor") else "tab:gray" for key, _ in ordered][::-1])
     ax.set_xlabel("latency, ms (batch 1; best of interleaved rounds)")
     ax.set_title(f"{args.model} at {args.trials} trials")
-    save(fig, base + ".png")
-    print("\n".join(lines))
-    print(f"wrote {base}.md, .json, .png")
+    publish(base, lines, fig)
     return 0
 
 

@@ -27,13 +27,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from experiments.ablate_network import _slug, commit_of_this_checkout, time_alternately  # noqa: E402
+from experiments.ablate_network import _slug, commit_of_this_checkout, publish, time_alternately  # noqa: E402
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
 from minansor.errors import UserError  # noqa: E402
 from minansor.network.models import load_model  # noqa: E402
 from minansor.network.tuning import estimated_latency_curve, tune_network  # noqa: E402
-from minansor.plots import pyplot, save  # noqa: E402
+from minansor.plots import pyplot  # noqa: E402
 from minansor.records import RecordStore  # noqa: E402
 from minansor.report import markdown_table, origin_counts  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
@@ -135,8 +135,6 @@ def main(argv: list[str] | None = None) -> int:
 
     os.makedirs(RESULTS, exist_ok=True)
     base = os.path.join(RESULTS, f"trials-to-quality-{model}-{args.trials}")
-    with open(base + ".md", "w") as f:
-        f.write("\n".join(lines) + "\n")
     with open(base + ".json", "w") as f:
         json.dump({"command": command, "machine": machine(), "model": network.name, "commit": commit_of_this_checkout(),
                    "changes": changes, "trials": args.trials, "seed": args.seed,
@@ -161,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_ylabel("network latency, ms (batch 1)")
     ax.set_title(f"{network.name}: latency against trials")
     ax.legend(fontsize=7)
-    save(fig, base + ".png")
-    print("\n".join(lines))
-    print(f"wrote {base}.md, .json, .png")
+    publish(base, lines, fig)
     return 0
 
 
