@@ -1,6 +1,6 @@
 """Reproduce the study's speedup table: YOLOv4-tiny (or YOLOX-s) FPS and mAP before and after tuning.
 
-    python experiments/reproduce_study.py                                   # short form, ~20 min
+    python experiments/reproduce_study.py                                   # short form (make demo), ~10 min
     python experiments/reproduce_study.py --checkpoint runs/yolo416/last.pt --budgets 200,2000,10000
     python experiments/reproduce_study.py --model yolox-s                   # the study's second network
 
@@ -10,7 +10,9 @@ then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 1
 
 1. data: a synthetic VOC-layout set (--data; generated when absent, or a real VOC2007 directory);
 2. model: --checkpoint (its own architecture; --model, if given, must agree), or a short training
-   run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes);
+   run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes): --epochs 2 by
+   default, as long as a speed table needs (latency does not depend on the weights), so its mAP
+   shows that the rows compute the same detections, not the network's accuracy;
 3. int8: PT2E quantization calibrated on --calibration training images, QDQ ONNX export;
 4. baselines: PyTorch eager (fp32), onnxruntime (fp32, int8), OpenVINO (its default precision:
    bf16 on a CPU with AMX or AVX-512 BF16; fp32 forced; int8), TVM untuned (fp32, int8 with
@@ -20,12 +22,18 @@ then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 1
    continues from the records of the smaller one, never from zero;
 6. every row: latency (median of --repeats runs, batch 1), FPS, speedup over untuned TVM of the
    same precision, and VOC mAP@0.5 on the test split computed with that very runtime or build;
-   every TVM build is checked against PyTorch / onnxruntime on a random input;
+   every TVM build is checked against PyTorch / onnxruntime on a random input. The untuned builds
+   (naive loops, seconds per image) are timed once and checked on --check-images test images
+   instead of a full mAP pass (--untuned-map runs it);
 7. re-timing: the baselines and every tuned library (kept as WORK_DIR/<precision>/<model>-<precision>-<budget>.so)
    are timed again in --rounds interleaved rounds, the TVM ones each in a fresh process, and every
    row keeps the best of its rounds. One timing is not enough on a shared VM: the same library
    has measured 20.6 ms in one process and 35.9 ms in the next (experiments/network_timing.py), and
    interleaving gives every runtime the same chance at the machine's quiet moments.
+
+The winner (the fastest row) is named in one line above the table, and every TVM row stands beside
+the fastest engine present here (x fastest engine). Each stage's wall time is printed at the end
+and kept in the report with the date and the machine.
 
 Rows already measured are kept in WORK_DIR/study.json, so a killed run goes on where it stopped
 (--fresh starts the table over; records are never thrown away). A work dir holds one model's study
@@ -46,13 +54,15 @@ import os
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from experiments.ablate_network import commit_of_this_checkout  # noqa: E402
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
@@ -93,6 +103,36 @@ class Row:
     @property
     def fps(self) -> float:
         return 1e3 / self.latency_ms
+
+
+class StageClock:
+    """Wall time of each stage of one run, in the order the stages ran: a newcomer's first
+    question is where the minutes went. A stage entered twice (tuning at two budgets) adds up."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def lines(self) -> list[str]:
+        total = time.perf_counter() - self.started
+        width = max(map(len, self.seconds), default=0)
+        return ([f"  {name:<{width}}  {minutes(s)}" for name, s in self.seconds.items()]
+                + [f"  {'total':<{width}}  {minutes(total)}"])
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
 
 
 # ------------------------------------------------------------------ the steps
@@ -206,6 +246,16 @@ def study_input(args) -> np.ndarray:
     return np.random.default_rng(args.seed).random((1, 3, args.input_size, args.input_size), dtype=np.float32)
 
 
+def split_images(args, count: int) -> list[np.ndarray]:
+    """The first `count` images of the --split, as the network sees them (letterboxed, NCHW)."""
+    from yolo.data import VOCDataset, letterbox
+    from yolo.detect import to_input
+
+    dataset = VOCDataset(args.data, args.split)
+    return [to_input(letterbox(dataset[i].image, np.zeros((0, 4), np.float32), args.input_size)[0])
+            for i in range(min(count, len(dataset)))]
+
+
 def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str]):
     """PyTorch eager, onnxruntime and OpenVINO, timed on one input the way the TVM rows are."""
     from minansor.network.run import median_time
@@ -223,7 +273,7 @@ def library_path(args, precision: str, budget: int) -> str:
     return os.path.join(args.work_dir, precision, f"{args.model}-{precision}-{budget}.so")
 
 
-def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row]):
+def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row], clock: StageClock):
     """Untuned TVM, then TVM + minansor at every budget, continuing one record directory."""
     from minansor.network.graph import optimize_for
     from minansor.measure.local import export_library
@@ -234,13 +284,20 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
     inputs = [spec.random(np.random.default_rng(args.seed)) for spec in network.inputs]
     if f"{precision}/TVM untuned/0" not in done:
         print(f"{precision}: timing the untuned build")
-        library = os.path.join(args.work_dir, precision, f"{args.model}-{precision}-untuned.so")
-        os.makedirs(os.path.dirname(library), exist_ok=True)
-        export_library(build(optimize_for(network.mod, config, precision=network.precision))[0], library)  # compiled once, run twice
-        timing = run_library(library, inputs, max(1, args.repeats // 3), resolve_target("cpu"))
-        check = check_against_reference(network, timing.outputs, inputs, config)
-        yield Row(precision, "TVM untuned", 0, timing.median_s * 1e3, *measured_map(vm_forward(library), args),
-                  "ok" if check.ok else check.detail)
+        with clock.stage(f"{precision}: untuned build, timing and check"):
+            library = os.path.join(args.work_dir, precision, f"{args.model}-{precision}-untuned.so")
+            os.makedirs(os.path.dirname(library), exist_ok=True)
+            export_library(build(optimize_for(network.mod, config, precision=network.precision))[0], library)
+            timing = run_library(library, inputs, 1, resolve_target("cpu"))  # once: naive loops, seconds a run
+            checks = [check_against_reference(network, timing.outputs, inputs, config)]
+            if args.untuned_map:
+                maps = measured_map(vm_forward(library), args)
+            else:  # the same detections as the reference, shown by its outputs on real images
+                forward, maps = vm_forward(library), (math.nan, math.nan)
+                checks += [check_against_reference(network, forward(image), [image], config)
+                           for image in split_images(args, args.check_images)]
+        failed = next((c.detail for c in checks if not c.ok), None)
+        yield Row(precision, "TVM untuned", 0, timing.median_s * 1e3, *maps, failed or "ok")
     for budget in args.budgets:
         if f"{precision}/TVM + minansor/{budget}" in done:
             continue
@@ -255,9 +312,11 @@ def tvm_rows(precision: str, network, args, config: SearchConfig, rows: list[Row
         check = result.tuned_check
         tasks = [{"task": r.task.name, "weight": r.task.weight, "flops": r.task.flops, "bytes": r.task.bytes,
                   "best_ms": r.best_ms} for r in result.tuning.results]
-        yield Row(precision, "TVM + minansor", budget, result.tuned.median_s * 1e3,
-                  *measured_map(vm_forward(result.library), args), "ok" if check.ok else check.detail,
-                  tuning_s, tasks)
+        maps = measured_map(vm_forward(result.library), args)
+        clock.add(f"{precision}: tuning to {budget} trials", result.tuning.wall_s)
+        clock.add(f"{precision}: tuned build, check, timing and mAP", time.perf_counter() - started - result.tuning.wall_s)
+        yield Row(precision, "TVM + minansor", budget, result.tuned.median_s * 1e3, *maps,
+                  "ok" if check.ok else check.detail, tuning_s, tasks)
         print(f"  {budget} trials: {result.tuned.median_s * 1e3:.1f} ms "
               f"({time.perf_counter() - started:.0f} s including the build and mAP)")
 
@@ -300,12 +359,14 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
     of the same precision (above 1: faster); int8 rows also against onnxruntime fp32 and against
     our fp32 build at the same budget; every TVM row against OpenVINO of its precision (fp32
     forced, int8, or its default where that is the row's precision: bf16) and against OpenVINO's
-    default (bf16 where the CPU has it)."""
+    default (bf16 where the CPU has it); every TVM row also against the fastest engine of any
+    precision here (x fastest engine: the bar a user would otherwise set)."""
     baselines = {(r.precision, r.runtime, r.trials): r for r in rows}
+    fastest = fastest_engine(rows)
     openvino_default = next((r.precision for r in rows if r.runtime == "OpenVINO default"), "fp32")
     study_fps = STUDY_FPS.get(model)
     headers = ["precision", "runtime", "trials", "latency ms", "FPS", "speedup", "study speedup", "x PyTorch",
-               "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "x OpenVINO", "x OpenVINO default", "timed",
+               "x onnxruntime", "x onnxruntime fp32", "x TVM fp32", "x OpenVINO", "x OpenVINO default", "x fastest engine", "timed",
                "mAP@0.5", "mAP@0.5 (11-pt)", "check",
                "tuning s"]
     if study_fps is None:
@@ -326,10 +387,32 @@ def table(rows: list[Row], model: str = FIRST_MODEL) -> tuple[list[str], list[li
                      over("TVM + minansor" if r.trials else "TVM untuned", "fp32", r.trials) if int8 else "",
                      over("OpenVINO" if (r.precision, "OpenVINO", 0) in baselines else "OpenVINO default"),
                      over("OpenVINO default", openvino_default),
+                     f"{fastest.latency_ms / r.latency_ms:.2f}" if fastest and r.runtime.startswith("TVM") else "",
                      f"best of {len(r.rounds_ms)}" if r.rounds_ms else "once",
-                     f"{r.map_all_point:.3f}", f"{r.map_11_point:.3f}", r.check,
+                     *("-" if math.isnan(m) else f"{m:.3f}" for m in (r.map_all_point, r.map_11_point)), r.check,
                      f"{r.tuning_s:.0f}" if r.tuning_s else ""])
     return headers, body
+
+
+def fastest_engine(rows: list[Row]) -> Row | None:
+    """The fastest row that is not ours (PyTorch, onnxruntime, OpenVINO; any precision)."""
+    return min((r for r in rows if not r.runtime.startswith("TVM")), key=lambda r: r.latency_ms, default=None)
+
+
+def winner_line(rows: list[Row]) -> str:
+    """Which row wins, in one line: the fastest row, and minansor's best against the fastest engine."""
+    def name(r: Row) -> str:
+        return f"{r.runtime} {r.precision}" + (f" at {r.trials} trials" if r.trials else "") + f" ({r.latency_ms:.1f} ms)"
+
+    fastest, ours = fastest_engine(rows), min((r for r in rows if r.runtime == "TVM + minansor"),
+                                              key=lambda r: r.latency_ms, default=None)
+    if fastest is None or ours is None:
+        return f"winner: {name(min(rows, key=lambda r: r.latency_ms))}" if rows else "winner: no rows"
+    if ours.latency_ms < fastest.latency_ms:
+        return (f"winner: {name(ours)}, {fastest.latency_ms / ours.latency_ms:.2f}x the fastest engine here, "
+                f"{name(fastest)}")
+    return (f"winner: {name(fastest)}; minansor's best, {name(ours)}, runs at "
+            f"{fastest.latency_ms / ours.latency_ms:.2f}x its speed")
 
 
 def measure_peaks() -> dict:
@@ -377,6 +460,15 @@ def task_table(row: Row, peaks: dict, copies: dict[int, float]) -> tuple[list[st
     return headers, body
 
 
+def model_note(args) -> str:
+    """What the mAP column can say, given where the model came from."""
+    if args.checkpoint:
+        return f", of the model in {args.checkpoint}"
+    return (f", of a {args.model} trained here for {args.epochs} epochs, as long as a speed table needs: equal "
+            "columns show that the rows compute the same detections, not the network's accuracy (pass --checkpoint "
+            "for that)")
+
+
 def plot(rows: list[Row], path: str, name: str) -> None:
     plt = pyplot()
 
@@ -399,7 +491,7 @@ def plot(rows: list[Row], path: str, name: str) -> None:
     save(fig, path)
 
 
-def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int, float]) -> None:
+def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int, float], clock: StageClock) -> None:
     from yolo.model import DISPLAY_NAMES
 
     name = f"{DISPLAY_NAMES[args.model]} {args.input_size}x{args.input_size}"
@@ -407,7 +499,9 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int
     beside = ("the study's (Jetson Nano, Ansor) is beside it" if args.model in STUDY_FPS
               else "the study measured YOLOv4-tiny only, so none of its figures stands beside these")
     lines = [f"# {name}: the study's speedup table, measured here ({', '.join(map(str, args.budgets))} trials)",
-             "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}`", "",
+             "", f"Machine: {machine()}. Command: `python experiments/reproduce_study.py {' '.join(args.argv)}` "
+                 f"(commit {commit_of_this_checkout()}, {time.strftime('%Y-%m-%d')})", "",
+             f"**{winner_line(rows)}.**", "",
              f"Speedup is over untuned TVM of the same precision; {beside}. "
              "x PyTorch and x onnxruntime: the baseline's latency over the row's, same precision, same run (above 1: "
              "TVM is faster); int8 rows also over onnxruntime fp32 and over our fp32 build at the same trials (x TVM fp32); "
@@ -415,7 +509,13 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int
              "left to its default precision (bf16 where the CPU has AMX or AVX-512 BF16), the fastest engine on such a CPU. "
              "timed: best of the re-timing rounds at the end of the run (the baselines and kept tuned "
              "libraries, interleaved, each TVM library in a fresh process), or once, when the row was made. "
-             f"mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own runtime.", ""]
+             "x fastest engine: over the fastest engine of any precision in the table, the one a user would otherwise "
+             f"run here. mAP is VOC mAP@0.5 on the {args.split} split of `{args.data}`, computed with each row's own "
+             f"runtime{model_note(args)}.", ""]
+    if not args.untuned_map:
+        lines += [f"Untuned TVM (naive loops, seconds per image): timed once; no mAP pass, its outputs are checked "
+                  f"against the reference (PyTorch fp32, onnxruntime int8) on {args.check_images} test images and a "
+                  "random input instead (check); `--untuned-map` measures its mAP.", ""]
     lines += markdown_table(headers, body)
     lines += ["", STUDY_SUMMARY[args.model], ""] if args.model in STUDY_SUMMARY else [""]
     tuned = [r for r in rows if r.tasks]
@@ -434,13 +534,17 @@ def write_report(rows: list[Row], args, stem: str, peaks: dict, copies: dict[int
         for r in tuned:
             lines += ([f"### {r.precision}, {r.trials} trials", ""]
                       + markdown_table(*task_table(r, peaks, copies)) + [""])
+    lines += ["## Where the run's time went", "",
+              f"Wall time of each stage of this run ({time.strftime('%Y-%m-%d')}, {machine()}); a stage whose rows "
+              "an earlier run had measured (WORK_DIR/study.json) took no time here.", "", "```", *clock.lines(), "```", ""]
     with open(stem + ".md", "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
     with open(stem + ".json", "w", encoding="utf-8") as f:
         json.dump({"model": args.model, "peak_gflops": peaks["fp32"], "int8_peak_gops": peaks["int8"],
                    "bandwidth_gbs": peaks["bandwidth"], "copy_gbs": {str(k): v for k, v in copies.items()},
                    "bf16_peak_gflops": peaks["bf16"], "peak_instructions": peaks["instructions"],
-                   "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
+                   "commit": commit_of_this_checkout(), "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+                   "stage_s": clock.seconds, "rows": [dataclasses.asdict(r) for r in rows]}, f, indent=1)
     plot(rows, stem + ".png", name)
 
 
@@ -457,11 +561,18 @@ def main(argv: list[str] | None = None) -> int:
                              "(default fp32,int8)")
     parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
     parser.add_argument("--input-size", type=int, default=416, help="network input side (default 416, the study's)")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs without --checkpoint (default 20)")
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="training epochs without --checkpoint (default 2: enough for a speed table; the "
+                             "accuracy columns need a trained --checkpoint, or some 20 epochs and more)")
     parser.add_argument("--data", default="data/synthetic-voc", help="VOC-layout set (default data/synthetic-voc)")
     parser.add_argument("--images", type=int, default=300, help="size of a generated synthetic set (default 300)")
     parser.add_argument("--split", default="test", help="image set for mAP (default test)")
     parser.add_argument("--calibration", type=int, default=32, help="int8 calibration images (default 32)")
+    parser.add_argument("--check-images", type=int, default=2,
+                        help="test images on which the untuned builds' outputs are checked against the reference "
+                             "(default 2)")
+    parser.add_argument("--untuned-map", action="store_true",
+                        help="also measure the untuned builds' mAP (their naive loops take seconds per image)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency; the median (default 10)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved re-timing rounds of the baselines and tuned libraries at the end; each row "
@@ -512,35 +623,44 @@ def main(argv: list[str] | None = None) -> int:
 
     from minansor.network.models import from_onnx, from_torch
 
-    model = prepare_model(args, checkpoint)
+    clock = StageClock()
+    with clock.stage("data and model"):
+        model = prepare_model(args, checkpoint)
     args.num_classes = model.num_classes
-    paths = export_models(model, args)
-    runtimes = baseline_runtimes(model, paths)
-    for row in baseline_rows(runtimes, args, done):
-        keep(row)
+    with clock.stage("int8 export"):
+        paths = export_models(model, args)
+    with clock.stage("baselines: latency and mAP"):
+        runtimes = baseline_runtimes(model, paths)
+        for row in baseline_rows(runtimes, args, done):
+            keep(row)
+
     def fp32_network():
         return from_torch(model, [np.zeros((1, 3, args.input_size, args.input_size), np.float32)], f"{args.model}-fp32")
 
     networks = {"fp32": fp32_network, "int8": lambda: from_onnx(paths["int8"]),
                 "bf16": lambda: dataclasses.replace(fp32_network(), name=f"{args.model}-bf16", precision="bf16")}
     for precision in args.precisions:
-        for row in tvm_rows(precision, networks[precision](), args, config, rows):
+        for row in tvm_rows(precision, networks[precision](), args, config, rows, clock):
             keep(row)
     wanted = [r for r in rows if r.precision in args.precisions and (r.trials == 0 or r.trials in args.budgets)]
     if args.rounds:
-        retime(wanted, runtimes, args)
+        with clock.stage("re-timing"):
+            retime(wanted, runtimes, args)
         save()
     headers, body = table(wanted)
+    print(winner_line(wanted))
     print(format_table(headers, body))
-    peaks = measure_peaks()
-    copies = measure_copies(wanted, peaks)
+    with clock.stage("peaks and bandwidth"):
+        peaks = measure_peaks()
+        copies = measure_copies(wanted, peaks)
     for row in wanted:
         if row.tasks:
             print(f"\n{row.precision}, {row.trials} trials, per task ({row.precision} peak {peaks[row.precision]:.0f} "
                   f"{'GOPS' if row.precision == 'int8' else 'GFLOPS'}, {peaks['instructions'][row.precision]}):")
             print(format_table(*task_table(row, peaks, copies)))
-    write_report(wanted, args, stem, peaks, copies)
+    write_report(wanted, args, stem, peaks, copies, clock)
     print(f"report: {stem}.md, {stem}.png, {stem}.json")
+    print("\nwhere the time went:\n" + "\n".join(clock.lines()))
     return 0 if all(r.check in ("ok", "-") for r in wanted) else 1
 
 

@@ -11,7 +11,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       amx.py               AMX tiles: a register-blocked int8/bf16 micro-kernel as a tensor intrinsic; the runtime contract
       intrinsics.py        TVM's tensor intrinsics for the target at hand only; MetaSchedule's tuning context
     tasks/                 what is tuned, and where
-      targets.py           target presets (cpu, jetson-nano, cuda), JSON target dicts, cross compilers, threads
+      targets.py           target presets (cpu, jetson-nano, jetson-nano-cpu, cuda), JSON target dicts, cross compilers, threads
       task.py              Task: one PrimFunc + target + weight + FLOPs + argument specs
       workloads.py         named operator workloads (GEMM, YOLOv4-tiny conv layers, ...) -> Task
     space/                 the search space of a task
@@ -73,6 +73,7 @@ map (tests/test_layout.py checks it), and nothing here imports the YOLO applicat
       network.py           one network: tune_network against tune_relax, both builds timed alternately
       report.py            tables, geometric means and their intervals, plots
     explain.py             `minansor explain`: the best program, its decisions and its lineage
+    emulated_device.py     an aarch64 device emulated by qemu-user behind an RPC tracker: setup, start, stop
     cli.py                 the `minansor` command
 """
 

@@ -220,6 +220,38 @@ def add_run_options(p: argparse.ArgumentParser, trials: int, trials_help: str, w
     add_set_option(p, f"override a SearchConfig field, e.g. --set {set_example} (repeatable)")
 
 
+def cmd_device(args) -> int:
+    from . import emulated_device as emulated
+
+    device = emulated.EmulatedDevice(args.cache or emulated.default_cache())
+    if args.action == "setup":
+        emulated.setup(device)
+        print(f"emulated aarch64 device ready in {device.cache}")
+        return 0
+    if args.action == "stop":
+        if args.pid is None:
+            raise UserError("device stop: give the server's PID (printed by `minansor device start`)")
+        if not emulated.stop_server(args.pid):
+            raise UserError(f"device stop: no process {args.pid} runs")
+        print(f"stopped the emulated device {args.pid}")
+        return 0
+    if not args.tracker:
+        raise UserError("device start: give --tracker HOST:PORT (start one with python -m tvm.exec.rpc_tracker)")
+    before = emulated.registered(args.tracker, args.key)
+    if before < 0:
+        raise UserError(f"device start: no RPC tracker answers at {args.tracker}")
+    emulated.setup(device)
+    pid = emulated.start_server(device, args.tracker, args.key, args.host, args.port)
+    from tqdm import tqdm
+
+    with tqdm(desc="device registering (tvm imports under qemu)", unit="s", disable=args.no_progress,
+              bar_format="{desc}: {elapsed}") as bar:
+        emulated.wait_registered(device, pid, args.tracker, args.key, before, tick=lambda _: bar.update())
+    print(f"{pid}: an emulated aarch64 device under key {args.key!r} at {args.tracker} (timings are qemu's, not a "
+          f"board's); log {emulated.server_log(device, pid)}; stop it with `minansor device stop {pid}`")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minansor",
@@ -231,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         if target:  # commands that read a work dir take the target from its records
             p.add_argument("--target", default="cpu",
-                           help="a preset (cpu, jetson-nano, cuda) or a JSON target dict, e.g. "
+                           help="a preset (cpu, jetson-nano, jetson-nano-cpu, cuda) or a JSON target dict, e.g. "
                                 "'{\"kind\": \"llvm\", \"num-cores\": 2}' (default: cpu, the local CPU)")
         return p
 
@@ -298,6 +330,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("work_dir", help="the --work-dir of a tune-op or tune-model run")
     p.add_argument("--task", help="which task, when the work dir holds several (a network)")
     add_set_option(p, "change a field of the config the run recorded (to see its best program under other rules)")
+
+    p = add("device", "An emulated aarch64 device (qemu-user, an arm64 Python and TVM) behind an RPC tracker: "
+                      "`setup` builds it once in a cache folder, `start` runs an rpc_server on it registered "
+                      "under --key and prints its pid, `stop PID` stops it. Emulated timings are not a board's.",
+            cmd_device, target=False)
+    p.add_argument("action", choices=["setup", "start", "stop"])
+    p.add_argument("pid", nargs="?", type=int, help="stop: the pid `start` printed")
+    p.add_argument("--tracker", help="start: the RPC tracker's HOST:PORT")
+    p.add_argument("--key", default="jetson-nano", help="start: the key to register under (default jetson-nano)")
+    p.add_argument("--host", default="127.0.0.1", help="start: the address the server listens on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=9090, help="start: the first port the server tries (default 9090)")
+    p.add_argument("--cache", help="the device's folder (default $MINANSOR_DEVICE_CACHE or "
+                                   "~/.cache/minansor/aarch64-device)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress line")
     return parser
 
 

@@ -300,6 +300,15 @@ def lend_programs(tuner: TaskTuner, tuners: list[TaskTuner], size: int,
     return transferred(tuner.space, str(task.target), donors, limit, tuner.seen)
 
 
+def network_estimate(tasks: list[TaskProgress]) -> str:
+    """The progress bar's network latency: the estimate once every task has a measured program,
+    else how many tasks still lack one (and so what the estimate waits for)."""
+    waiting = sum(t.best_s >= NO_PROGRAM_S for t in tasks)
+    if waiting:
+        return f"network ~? ({waiting} of {len(tasks)} tasks without a measured program yet)"
+    return f"network ~{objective_s(tasks) * 1e3:.1f} ms"
+
+
 def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: int, seed: int = 0,
                progress: bool = True, measurer: Measurer | None = None,
                library: RecordsLibrary | None = None) -> TasksResult:
@@ -350,8 +359,7 @@ def tune_tasks(tasks: list[Task], config: SearchConfig, work_dir: str, trials: i
             if record is None:
                 continue
             bar.update(min(recorded, trials) - bar.n)
-            estimate = objective_s(scheduler.tasks)
-            bar.set_postfix_str(f"{tuner.task.name}: {record['best_ms'] or math.inf:.3f} ms, network ~"
-                                + (f"{estimate * 1e3:.1f} ms" if estimate < NO_PROGRAM_S else "?"))
+            bar.set_postfix_str(f"{tuner.task.name}: {record['best_ms'] or math.inf:.3f} ms, "
+                                + network_estimate(scheduler.tasks))
         return TasksResult([t.result(time.perf_counter() - start, measurer) for t in tuners], scheduler.tasks,
                            time.perf_counter() - start)

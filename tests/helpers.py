@@ -1,5 +1,8 @@
 """Small helpers shared by test modules."""
 
+import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,3 +22,30 @@ def run_in_own_process(script: str, args: list[str]) -> str:
     done = subprocess.run([sys.executable, script] + args, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_module(*args: str) -> subprocess.Popen:
+    """`python -m ARGS` in its own process group (stopped with its children), output discarded."""
+    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait()
+
+
+def start_tracker() -> tuple[subprocess.Popen, int]:
+    """An rpc_tracker on a free loopback port."""
+    port = free_port()
+    return start_module("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end",
+                        str(port + 1)), port

@@ -3,17 +3,14 @@ that cross-compile for a device."""
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 from tvm import rpc
 
-from helpers import wait_for
+from helpers import free_port, start_module, start_tracker, stop_group, wait_for
 from minansor.cli import main
 from minansor.measure.local import build_module
 from minansor.measure.rpc import RPCMeasurer, RPCSettings
@@ -29,25 +26,6 @@ pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast leaves them out
 KEY = "loopback"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # its own process group: stopped with its children
-
-
-def _stop(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
-
-
 def _servers_registered(port: int) -> int:
     try:
         summary = rpc.connect_tracker("127.0.0.1", port).summary()
@@ -57,21 +35,20 @@ def _servers_registered(port: int) -> int:
 
 
 def _start_server(tracker_port: int) -> subprocess.Popen:
-    port = _free_port()
-    return _start("tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY, "--host", "127.0.0.1",
-                  "--port", str(port), "--port-end", str(port + 1))
+    port = free_port()
+    return start_module("tvm.exec.rpc_server", "--tracker", f"127.0.0.1:{tracker_port}", "--key", KEY,
+                        "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1))
 
 
 @pytest.fixture
 def tracker():
     """An rpc_tracker on a free loopback port; stopped by pid."""
-    port = _free_port()
-    process = _start("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end", str(port + 1))
+    process, port = start_tracker()
     try:
         wait_for(lambda: _servers_registered(port) >= 0, "the tracker")
         yield port
     finally:
-        _stop(process)
+        stop_group(process)
 
 
 @pytest.fixture
@@ -83,7 +60,7 @@ def loopback(tracker):
         yield tracker, servers
     finally:
         for server in servers:
-            _stop(server)
+            stop_group(server)
 
 
 def test_tune_through_the_tracker_on_two_devices(loopback, fast_config, tmp_path):
@@ -139,7 +116,7 @@ def test_a_device_lost_mid_batch_is_replaced_and_its_candidate_requeued(loopback
             first = busy[0] == 1
         if first:
             wait_for(lambda: busy[0] >= 2, "both devices busy", 30)
-            _stop(servers[0])
+            stop_group(servers[0])
             unplugged.set()
         unplugged.wait(30)
         return time_on(session, *args)
@@ -153,7 +130,7 @@ def test_a_device_lost_mid_batch_is_replaced_and_its_candidate_requeued(loopback
 
 def test_no_tracker_is_a_failed_trial_not_a_crash(fast_config):
     task = make_task("gemm-64x48x32")
-    settings = RPCSettings("127.0.0.1", _free_port(), KEY)
+    settings = RPCSettings("127.0.0.1", free_port(), KEY)
     with RPCMeasurer(fast_config, settings) as measurer:
         measurer._request = lambda: (_ for _ in ()).throw(RuntimeError("Cannot request loopback after 5 retry"))
         (result,) = measurer.measure(task, [task.mod])
@@ -198,7 +175,7 @@ def test_a_device_killed_and_restarted_mid_run_does_not_stop_it(tracker, fast_co
     def restart_once(session, *args):
         calls[0] += 1
         if calls[0] == 3:
-            _stop(server[0])
+            stop_group(server[0])
 
             def come_back():
                 time.sleep(2.0)
@@ -214,6 +191,6 @@ def test_a_device_killed_and_restarted_mid_run_does_not_stop_it(tracker, fast_co
                                measurer=measurer)
     finally:
         for process in server:
-            _stop(process)
+            stop_group(process)
     assert result.trials == 12 and result.failed == 0 and result.check.ok
     assert measurer.reconnects == 1 and len(server) == 2

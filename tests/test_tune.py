@@ -210,3 +210,14 @@ def test_compare_script_runs_every_seed_and_puts_their_ratios_side_by_side(tmp_p
     assert ours_trials.read_text() == ours_now and ms_records.read_text() == kept
     assert remeasured["minansor"]["curve"] == retuned["minansor"]["curve"]
     assert 0 < remeasured["minansor"]["best_ms"] < float("inf") and 0 < remeasured["metaschedule"]["best_ms"] < 1e9
+
+
+def test_the_progress_bar_estimates_the_network_once_every_task_has_a_program():
+    from minansor.scheduler import TaskProgress
+    from minansor.tune import network_estimate
+
+    measured = TaskProgress("conv", 2, 1e6, "conv", best_after_round=[0.5e-3])
+    waiting = TaskProgress("pool", 1, 1e3, "pool")
+    assert network_estimate([measured, waiting]) == "network ~? (1 of 2 tasks without a measured program yet)"
+    waiting.best_after_round.append(0.25e-3)
+    assert network_estimate([measured, waiting]) == "network ~1.2 ms"

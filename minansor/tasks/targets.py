@@ -5,6 +5,9 @@ or pass a JSON dict.
     jetson-nano  the study's device: a Maxwell GPU (CUDA sm_53) with a 4-core Cortex-A57 host;
                  libraries are cross-compiled with Debian's aarch64-linux-gnu-g++ and measured
                  over RPC (see rpc.py)
+    jetson-nano-cpu  the same board's CPU alone: a 4-core Cortex-A57 (NEON, 128-bit vectors),
+                 cross-compiled and measured over RPC like jetson-nano (an emulated one:
+                 emulated_device.py)
     cuda         this machine's NVIDIA GPU, its architecture read from nvidia-smi
 """
 
@@ -93,11 +96,15 @@ def cpu_preset() -> dict:
     return {**preset, "mattr": ["+" + f for f in missing]} if missing else preset
 
 
+def jetson_nano_cpu_preset() -> dict:
+    """The Jetson Nano's CPU: four Cortex-A57 cores."""
+    return {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57", "num-cores": 4}
+
+
 def jetson_nano_preset() -> dict:
     """The limits of TVM's `nvidia/jetson-nano` tag, with the board's CPU as host."""
     return {"kind": "cuda", "arch": "sm_53", "max_shared_memory_per_block": 49152, "max_threads_per_block": 1024,
-            "thread_warp_size": 32, "registers_per_block": 32768,
-            "host": {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a57", "num-cores": 4}}
+            "thread_warp_size": 32, "registers_per_block": 32768, "host": jetson_nano_cpu_preset()}
 
 
 def cuda_preset() -> dict:
@@ -112,7 +119,8 @@ def cuda_preset() -> dict:
             "max_threads_per_block": 1024, "thread_warp_size": 32, "host": cpu_preset()}
 
 
-PRESETS = {"cpu": cpu_preset, "jetson-nano": jetson_nano_preset, "cuda": cuda_preset}
+PRESETS = {"cpu": cpu_preset, "jetson-nano": jetson_nano_preset, "jetson-nano-cpu": jetson_nano_cpu_preset,
+           "cuda": cuda_preset}
 
 
 def resolve_target(spec: str | dict | tvm.target.Target) -> tvm.target.Target:
