@@ -10,7 +10,7 @@ then 74.9 / 134.5 / 175.5 FPS after 200 / 2000 / 10000 trials (5.55x / 9.96x / 1
 
 1. data: a synthetic VOC-layout set (--data; generated when absent, or a real VOC2007 directory);
 2. model: --checkpoint (its own architecture; --model, if given, must agree), or a short training
-   run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes): --epochs 2 by
+   run of --model (default yolov4-tiny) at 416x416 into WORK_DIR/train (resumes): --epochs 1 by
    default, as long as a speed table needs (latency does not depend on the weights), so its mAP
    shows that the rows compute the same detections, not the network's accuracy;
 3. int8: PT2E quantization calibrated on --calibration training images, QDQ ONNX export;
@@ -66,7 +66,8 @@ from experiments.ablate_network import commit_of_this_checkout  # noqa: E402
 from experiments.compare_metaschedule import RESULTS, machine  # noqa: E402
 from minansor.cli import format_table  # noqa: E402
 from minansor.config import SearchConfig  # noqa: E402
-from minansor.measure.peak import amx_peak_gops, fp32_peak_gflops, int8_peak_gops, memory_bandwidth_gbs  # noqa: E402
+from minansor.measure.peak import (amx_peak_gops, fp32_peak_gflops, int8_peak_gops, memory_bandwidth_gbs,  # noqa: E402
+                                   memory_bandwidths_gbs)
 from minansor.plots import pyplot, save  # noqa: E402
 from minansor.report import markdown_table  # noqa: E402
 from minansor.tasks.targets import resolve_target  # noqa: E402
@@ -441,8 +442,10 @@ def measure_copies(rows: list[Row], peaks: dict) -> dict[int, float]:
     """GB/s of a STREAM copy of as many bytes as each memory-bound task's arguments hold, timed
     like the task (its arrays stay in whatever cache they fit): the yardstick of such a task."""
     sizes = sorted({t["bytes"] for r in rows for t in r.tasks or [] if memory_bound(t, peaks)})
-    return {size: memory_bandwidth_gbs(resolve_target("cpu"), "copy", megabytes=size / 2 / (1 << 20))
-            for size in sizes}
+    if not sizes:
+        return {}
+    megabytes = [size / 2 / (1 << 20) for size in sizes]  # two arrays of half the bytes each
+    return dict(zip(sizes, memory_bandwidths_gbs(resolve_target("cpu"), "copy", megabytes)))
 
 
 def task_table(row: Row, peaks: dict, copies: dict[int, float]) -> tuple[list[str], list[list]]:
@@ -561,8 +564,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default fp32,int8)")
     parser.add_argument("--checkpoint", help="a yolo.train checkpoint (default: train one for --epochs here)")
     parser.add_argument("--input-size", type=int, default=416, help="network input side (default 416, the study's)")
-    parser.add_argument("--epochs", type=int, default=2,
-                        help="training epochs without --checkpoint (default 2: enough for a speed table; the "
+    parser.add_argument("--epochs", type=int, default=1,
+                        help="training epochs without --checkpoint (default 1: enough for a speed table; the "
                              "accuracy columns need a trained --checkpoint, or some 20 epochs and more)")
     parser.add_argument("--data", default="data/synthetic-voc", help="VOC-layout set (default data/synthetic-voc)")
     parser.add_argument("--images", type=int, default=300, help="size of a generated synthetic set (default 300)")

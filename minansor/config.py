@@ -46,6 +46,8 @@ class SearchConfig:
     search: str = "evolutionary"
     trials_per_round: int = 64  # candidates built and measured together
     max_sample_attempts: int = 20  # tries per wanted program before a round gives up
+    sample_patience: int = 64  # random sampling stops after this many draws in a row found nothing new: a small
+    #                            space (a pad, a requantize) is exhausted long before 20 x 192 draws; 0: never (Ansor)
     breeding_attempts: int = 4  # draws per wanted child before a generation stops short
     population: int = 192
     generations: int = 4

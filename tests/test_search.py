@@ -196,3 +196,19 @@ def test_a_shared_model_normalizes_costs_within_each_task():
     shared.for_task("fast").update(rows, np.array([1e-3, 4e-3]))  # a task's new data replaces its old
     count, labels = shared.model.seen
     assert count == 4 and labels.tolist() == pytest.approx([1.0, 0.25, 1.0, 0.0])
+
+
+def test_sampling_gives_up_on_an_exhausted_space_after_its_patience():
+    from minansor.search.strategy import sample_new
+    from minansor.search.trace import RoundStats
+    from minansor.space.search_space import SearchSpace
+    from minansor.tasks.workloads import make_task
+
+    space = SearchSpace(make_task("add-4x4"), SearchConfig())
+    stats = RoundStats()
+    everything = sample_new(space, np.random.default_rng(0), 500, set(), 20, stats, patience=0)
+    assert 0 < len(everything) < 500 and stats.tried == 500 * 20  # a tiny space: every attempt spent
+    stats = RoundStats()
+    found = sample_new(space, np.random.default_rng(0), 500, set(), 20, stats, patience=16)
+    assert stats.tried < 500 * 20 and found  # the same draws, stopped early
+    assert [a.program.key() for a in found] == [a.program.key() for a in everything][:len(found)]

@@ -264,11 +264,22 @@ def memory_bandwidth_gbs(target="cpu", kind: str = "triad", megabytes: float = 1
     size is far beyond any cache: main memory's bandwidth. A copy of as many bytes as an operator
     reads and writes, timed like it (its arrays stay in whatever cache they fit), is the
     yardstick a memory-bound operator is held to."""
-    return in_fresh_process(_memory_bandwidth_gbs, resolve_target(target).export(), kind, megabytes, repeat)
+    return memory_bandwidths_gbs(target, kind, [megabytes], repeat)[0]
 
 
-def _memory_bandwidth_gbs(target_config: dict, kind: str, megabytes: int, repeat: int) -> float:
+def memory_bandwidths_gbs(target="cpu", kind: str = "triad", megabytes: list[float] = (128,),
+                          repeat: int = 10) -> list[float]:
+    """memory_bandwidth_gbs at each of several sizes, all in one fresh process (a network's
+    memory-bound tasks come in dozens of sizes; a process each spent seconds starting TVM)."""
+    return in_fresh_process(_memory_bandwidths_gbs, resolve_target(target).export(), kind, list(megabytes), repeat)
+
+
+def _memory_bandwidths_gbs(target_config: dict, kind: str, sizes: list[float], repeat: int) -> list[float]:
     settle_main_thread()
+    return [_stream_gbs(target_config, kind, megabytes, repeat) for megabytes in sizes]
+
+
+def _stream_gbs(target_config: dict, kind: str, megabytes: float, repeat: int) -> float:
     target = tvm.target.Target(target_config)
     cores, lanes = target_cores(target), vector_lanes(target)
     size = max(1, int(megabytes * (1 << 20) / 4) // (cores * lanes)) * (cores * lanes)

@@ -93,7 +93,8 @@ class EvolutionarySearch:
             return self._sample(count, exclude)
 
     def _sample(self, count: int, exclude: set[str]) -> list[Applied]:
-        out = sample_new(self.space, self.rng, count, exclude, self.config.max_sample_attempts, self.stats)
+        out = sample_new(self.space, self.rng, count, exclude, self.config.max_sample_attempts, self.stats,
+                         self.config.sample_patience)
         for applied in out:
             self._lineage[applied.program.key()] = ("random", ())
         return out

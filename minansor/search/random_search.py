@@ -22,7 +22,8 @@ class RandomSearch:
         """Up to `count` valid programs not in `seen` (keys of programs measured or proposed)."""
         self.stats = RoundStats()
         with self.clock.phase("sampling"):
-            sampled = sample_new(self.space, self.rng, count, seen, self.config.max_sample_attempts, self.stats)
+            sampled = sample_new(self.space, self.rng, count, seen, self.config.max_sample_attempts, self.stats,
+                                 self.config.sample_patience)
         seen.update(applied.program.key() for applied in sampled)
         self.stats.population = self.stats.unique = len(sampled)
         return [Proposal(applied, float("nan"), "random") for applied in sampled]

@@ -47,17 +47,24 @@ class SearchStrategy(Protocol):
 
 
 def sample_new(space: SearchSpace, rng: np.random.Generator, count: int, exclude: set[str],
-               attempts_per_program: int, stats: RoundStats) -> list[Applied]:
+               attempts_per_program: int, stats: RoundStats, patience: int = 0) -> list[Applied]:
     """Up to `count` distinct valid random programs whose keys are not in `exclude`, drawing
-    at most `attempts_per_program` x `count` times; every draw is counted in `stats`."""
+    at most `attempts_per_program` x `count` times, and giving up after `patience` draws in a
+    row brought nothing new (0: never). Every draw is counted in `stats`. A draw costs a TVM
+    replay whether or not it is new, so a space with a few dozen programs would otherwise
+    spend thousands of replays (seconds) finding none."""
     out: list[Applied] = []
     keys = set(exclude)
+    fruitless = 0
     for _ in range(count * attempts_per_program):
-        if len(out) == count:
+        if len(out) == count or (patience and fruitless >= patience):
             break
         applied = space.random(rng)
         stats.tried_one(applied is not None)
         if applied is not None and applied.program.key() not in keys:
             keys.add(applied.program.key())
             out.append(applied)
+            fruitless = 0
+        else:
+            fruitless += 1
     return out
