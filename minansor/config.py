@@ -50,6 +50,8 @@ class SearchConfig:
     #                            space (a pad, a requantize) is exhausted long before 20 x 192 draws; 0: never (Ansor)
     breeding_attempts: int = 4  # draws per wanted child before a generation stops short
     population: int = 192
+    population_per_trial: int = 0  # > 0: a round's population is this many per program it measures (at least
+    #                                min_fresh_random, at most `population`); 0: `population` whatever the round size
     generations: int = 4
     mutation_probability: float = 0.85
     crossover_probability: float = 0.0  # taken before mutation; the rest of the draws copy

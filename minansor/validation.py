@@ -70,7 +70,7 @@ def validate(config: SearchConfig) -> SearchConfig:
     for name in positive:
         if getattr(config, name) < 1:
             raise UserError(f"config field {name} must be >= 1, got {getattr(config, name)}")
-    for name in ("warmup_trials", "transfer_programs", "task_early_stop_trials", "sample_patience"):
+    for name in ("warmup_trials", "transfer_programs", "task_early_stop_trials", "sample_patience", "population_per_trial"):
         if getattr(config, name) < 0:
             raise UserError(f"config field {name} must be >= 0, got {getattr(config, name)}")
     return config

@@ -212,3 +212,14 @@ def test_sampling_gives_up_on_an_exhausted_space_after_its_patience():
     found = sample_new(space, np.random.default_rng(0), 500, set(), 20, stats, patience=16)
     assert stats.tried < 500 * 20 and found  # the same draws, stopped early
     assert [a.program.key() for a in found] == [a.program.key() for a in everything][:len(found)]
+
+
+def test_a_population_sized_to_the_round_breeds_fewer_programs_for_a_small_round():
+    from minansor.space.search_space import SearchSpace
+    from minansor.tasks.workloads import make_task
+
+    space = SearchSpace(make_task("gemm-64x48x32"), SearchConfig())
+    fixed = EvolutionarySearch(space, SearchConfig(), np.random.default_rng(0))
+    sized = EvolutionarySearch(space, SearchConfig(population_per_trial=12), np.random.default_rng(0))
+    assert fixed.population_size(4) == fixed.population_size(64) == 192
+    assert sized.population_size(4) == 50 and sized.population_size(8) == 96 and sized.population_size(64) == 192

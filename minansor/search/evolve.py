@@ -119,14 +119,24 @@ class EvolutionarySearch:
                     out.append(child)
         return out
 
-    def initial_population(self) -> list[Applied]:
+    def population_size(self, count: int) -> int:
+        """The population evolved for a round measuring `count` programs: the configured one, or
+        (population_per_trial) one sized to the round, so that a round of 4 does not breed as
+        many programs as a round of 64."""
         c = self.config
+        if not c.population_per_trial:
+            return c.population
+        return min(c.population, max(c.min_fresh_random, c.population_per_trial * count))
+
+    def initial_population(self, size: int | None = None) -> list[Applied]:
+        c = self.config
+        size = size or c.population
         ranked = sorted(self.measured.values(), key=lambda item: item[1])
         best = [applied for applied, seconds in ranked if np.isfinite(seconds)]
-        best = best[:int(c.population * c.init_measured_ratio)]
+        best = best[:int(size * c.init_measured_ratio)]
         for applied in best:
             self._lineage[applied.program.key()] = ("copy", ())
-        fresh_count = max(c.population - len(best), c.min_fresh_random)
+        fresh_count = max(size - len(best), c.min_fresh_random)
         return best + self._fresh(fresh_count, {a.program.key() for a in best})
 
     def _child(self, population: list[Applied], probabilities: np.ndarray,
@@ -195,14 +205,15 @@ class EvolutionarySearch:
             self._lineage[key] = neighbours[key][1]
         return chosen
 
-    def next_generation(self, population: list[Applied], scores: np.ndarray) -> list[Applied]:
+    def next_generation(self, population: list[Applied], scores: np.ndarray, size: int | None = None) -> list[Applied]:
         positive = np.maximum(scores, 0.0)
         probabilities = positive / positive.sum() if positive.sum() > 0 else np.full(len(scores), 1 / len(scores))
         cache = {a.program.key(): a for a in population}
+        size = size or self.config.population
         children: list[Applied] = []
         with self.clock.phase("evolution"):
-            for _ in range(self.config.population * self.config.breeding_attempts):
-                if len(children) == self.config.population:
+            for _ in range(size * self.config.breeding_attempts):
+                if len(children) == size:
                     break
                 child = self._child(population, probabilities, cache)
                 if child is not None:
@@ -233,7 +244,8 @@ class EvolutionarySearch:
             seen.update(a.program.key() for a in fresh)
             self.stats.population = self.stats.unique = len(fresh)
             return [Proposal(a, float("nan"), *self._lineage[a.program.key()]) for a in fresh]
-        population = self.initial_population()
+        size = self.population_size(count)
+        population = self.initial_population(size)
         self.stats.population = len(population)
         candidates: dict[str, tuple[float, Applied]] = {}  # unmeasured programs met this round
         for generation in range(c.generations + 1):
@@ -243,7 +255,7 @@ class EvolutionarySearch:
                 if key not in seen and key not in self.measured:
                     candidates[key] = (float(score), applied)
             if generation < c.generations and population:
-                population = self.next_generation(population, scores)
+                population = self.next_generation(population, scores, size)
         n_random = int(round(c.eps_greedy * count))
         chosen = self.refinements(int(round(c.refine_share * count)), seen | set(self.measured))
         taken = {key for key, _, _ in chosen}
