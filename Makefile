@@ -12,8 +12,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[yolo,test]'
 	touch $(STAMP)
 
-# The main job, short form, on the local CPU: the study's speedup table for YOLOv4-tiny (train on
-# a generated synthetic set, quantize, baselines, 200 tuning trials per precision).
+# The main job, short form, on the local CPU: the study's speedup table for YOLOv4-tiny (a model
+# trained one epoch on a generated synthetic set, int8, baselines, untuned TVM, 200 tuning trials
+# per precision, the winner and where the time went; experiments/results/study-200.md).
 demo: $(STAMP)
 	$(PY) experiments/reproduce_study.py
 

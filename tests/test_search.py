@@ -219,7 +219,7 @@ def test_a_population_sized_to_the_round_breeds_fewer_programs_for_a_small_round
     from minansor.tasks.workloads import make_task
 
     space = SearchSpace(make_task("gemm-64x48x32"), SearchConfig())
-    fixed = EvolutionarySearch(space, SearchConfig(), np.random.default_rng(0))
-    sized = EvolutionarySearch(space, SearchConfig(population_per_trial=12), np.random.default_rng(0))
+    fixed = EvolutionarySearch(space, SearchConfig(population_per_trial=0), np.random.default_rng(0))
+    sized = EvolutionarySearch(space, SearchConfig(), np.random.default_rng(0))  # 12 per trial
     assert fixed.population_size(4) == fixed.population_size(64) == 192
     assert sized.population_size(4) == 50 and sized.population_size(8) == 96 and sized.population_size(64) == 192
