@@ -576,7 +576,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(default 2)")
     parser.add_argument("--untuned-map", action="store_true",
                         help="also measure the untuned builds' mAP (their naive loops take seconds per image)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed runs per latency; the median (default 10)")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed runs per latency; the median (default 5; every row also keeps the best of --rounds)")
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved re-timing rounds of the baselines and tuned libraries at the end; each row "
                              "keeps its best (default 5; 0: keep the one timing taken when the row was made)")
