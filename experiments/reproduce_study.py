@@ -243,6 +243,12 @@ def baseline_runtimes(model, paths: dict[str, str]) -> list[tuple[str, str, Call
     return runtimes
 
 
+def shown(precision: str, runtime: str, args) -> bool:
+    """Whether a row belongs in this run's table: its precision was asked for, or it is OpenVINO
+    left to its default precision (bf16 on some CPUs), the fastest engine there and so the bar."""
+    return precision in args.precisions or runtime == "OpenVINO default"
+
+
 def study_input(args) -> np.ndarray:
     return np.random.default_rng(args.seed).random((1, 3, args.input_size, args.input_size), dtype=np.float32)
 
@@ -263,7 +269,7 @@ def baseline_rows(runtimes: list[tuple[str, str, Callable]], args, done: set[str
 
     x = study_input(args)
     for precision, runtime, forward in runtimes:
-        if f"{precision}/{runtime}/0" in done or precision not in args.precisions:
+        if f"{precision}/{runtime}/0" in done or not shown(precision, runtime, args):
             continue
         latency_s, _ = median_time(lambda: forward(x), args.repeats, warmup=3)
         yield Row(precision, runtime, 0, latency_s * 1e3, *measured_map(forward, args))
@@ -646,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
     for precision in args.precisions:
         for row in tvm_rows(precision, networks[precision](), args, config, rows, clock):
             keep(row)
-    wanted = [r for r in rows if r.precision in args.precisions and (r.trials == 0 or r.trials in args.budgets)]
+    wanted = [r for r in rows if shown(r.precision, r.runtime, args) and (r.trials == 0 or r.trials in args.budgets)]
     if args.rounds:
         with clock.stage("re-timing"):
             retime(wanted, runtimes, args)
