@@ -583,10 +583,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--untuned-map", action="store_true",
                         help="also measure the untuned builds' mAP (their naive loops take seconds per image)")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="timed runs per latency; the median (default 5; every row also keeps the best of --rounds)")
-    parser.add_argument("--rounds", type=int, default=5,
+                        help="timed runs per latency; the median (default 5; every row also keeps the best of its --rounds)")
+    parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved re-timing rounds of the baselines and tuned libraries at the end; each row "
-                             "keeps its best (default 5; 0: keep the one timing taken when the row was made)")
+                             "keeps its best (default 3; 0: keep the one timing taken when the row was made)")
     parser.add_argument("--work-dir", help="records, models, state of one model's study (default work_dirs/study; "
                                            "work_dirs/study-<model> for a model other than yolov4-tiny)")
     parser.add_argument("--report", help="report path without extension (default experiments/results/study-<budgets>; "
