@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,12 +36,6 @@ from minansor.report import markdown_table  # noqa: E402
 TARGET, KEY = "jetson-nano-cpu", "a57"
 EMULATED = ("**Latencies are emulated**: qemu-user running an aarch64 CPU on this x86 host, not a Cortex-A57; "
             "they say that the programs run there, not how fast a Jetson Nano runs them.")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def elf_machine(path: str) -> str:
@@ -62,15 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     name = os.path.splitext(os.path.basename(args.model))[0]
     work_dir = args.work_dir or f"work_dirs/aarch64-device-{name}"
     device = emulated.setup(emulated.EmulatedDevice(emulated.default_cache()))
-    port = free_port()
-    tracker = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
-                                str(port), "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
-    address, pid = f"127.0.0.1:{port}", None
+    tracker, address = emulated.start_local_tracker()
+    pid = None
     try:
         while emulated.registered(address, KEY) < 0:
             time.sleep(0.5)
-        pid = emulated.start_server(device, address, KEY, port=free_port())
+        pid = emulated.start_server(device, address, KEY, port=emulated.free_port())
         print("waiting for the emulated device to register (tvm imports under qemu) ...", flush=True)
         emulated.wait_registered(device, pid, address, KEY, before=0)
         command = ["tune-model", args.model, "--target", TARGET, "--rpc", f"{address}:{KEY}", "--trials",

@@ -228,6 +228,21 @@ def start_server(device: EmulatedDevice, tracker: str, key: str, host: str = "12
     return process.pid
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_local_tracker() -> tuple[subprocess.Popen, str]:
+    """An rpc_tracker on a free loopback port, in its own process group; (process, HOST:PORT)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
+                                str(port), "--port-end", str(port + 1)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    return process, f"127.0.0.1:{port}"
+
+
 def server_log(device: EmulatedDevice, pid: int) -> str:
     return os.path.join(device.cache, "servers", f"{pid}.log")
 

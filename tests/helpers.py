@@ -2,10 +2,11 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+
+from minansor.emulated_device import free_port, start_local_tracker  # noqa: F401 (free_port: for the tests)
 
 
 def wait_for(condition, what: str, timeout_s: float = 60.0) -> None:
@@ -24,12 +25,6 @@ def run_in_own_process(script: str, args: list[str]) -> str:
     return done.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_module(*args: str) -> subprocess.Popen:
     """`python -m ARGS` in its own process group (stopped with its children), output discarded."""
     return subprocess.Popen([sys.executable, "-m", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -46,6 +41,5 @@ def stop_group(process: subprocess.Popen) -> None:
 
 def start_tracker() -> tuple[subprocess.Popen, int]:
     """An rpc_tracker on a free loopback port."""
-    port = free_port()
-    return start_module("tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port", str(port), "--port-end",
-                        str(port + 1)), port
+    process, address = start_local_tracker()
+    return process, int(address.rsplit(":", 1)[1])
